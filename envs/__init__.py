@@ -1,0 +1,1 @@
+"""Environments shipped with prefrl (installed as ``prefrl.envs``)."""

@@ -1,0 +1,1 @@
+"""Labeling windows (installed as ``prefrl.ui``); pygame is imported only here."""
