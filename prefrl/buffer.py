@@ -1,0 +1,110 @@
+"""Recent experience, kept per episode, cut into clips when the selector asks for candidates."""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from prefrl.clips import Clip
+
+
+class _Episode:
+    __slots__ = ("obs", "acts", "rewards", "states", "_arrays")
+
+    def __init__(self):
+        self.obs, self.acts, self.rewards, self.states = [], [], [], []
+        self._arrays = None
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+    def arrays(self):
+        if self._arrays is None or len(self._arrays[0]) != len(self.obs):
+            states = np.asarray(self.states) if self.states and self.states[0] is not None else None
+            self._arrays = (np.asarray(self.obs, np.float32), np.asarray(self.acts, np.float32),
+                            np.asarray(self.rewards, np.float32), states)
+        return self._arrays
+
+
+class TrajectoryBuffer:
+    """The last ``capacity`` steps of experience from ``n_envs`` parallel environments.
+
+    Episodes of any length are kept: one shorter than a clip becomes a padded clip (see
+    :class:`~prefrl.clips.Clip`), so an agent that learns to end episodes early (a Hopper
+    that falls in 10 steps) never leaves the loop without clips to ask about.
+
+    Args:
+        n_envs: parallel environments feeding :meth:`add`.
+        clip_steps: T, the length of the clips handed out.
+        capacity: steps kept; the oldest finished episodes are dropped first.
+        env_id: recorded in each clip.
+    """
+
+    def __init__(self, n_envs: int, clip_steps: int, capacity: int = 100_000, env_id: str = ""):
+        self.clip_steps, self.capacity, self.env_id = clip_steps, capacity, env_id
+        self._open = [_Episode() for _ in range(n_envs)]
+        self._done: deque[_Episode] = deque()
+        self._done_steps = 0
+
+    def __len__(self) -> int:
+        return self._done_steps + sum(len(e) for e in self._open)
+
+    def add(self, obs: np.ndarray, acts: np.ndarray, rewards: np.ndarray, dones: np.ndarray,
+            states: list[np.ndarray | None] | None = None) -> None:
+        """Record one vectorized step: ``obs [n_envs, obs_dim]`` acted on with ``acts [n_envs, act_dim]``."""
+        for i, episode in enumerate(self._open):
+            episode.obs.append(obs[i])
+            episode.acts.append(acts[i])
+            episode.rewards.append(rewards[i])
+            episode.states.append(None if states is None else states[i])
+            if dones[i]:
+                self._done.append(episode)
+                self._done_steps += len(episode)
+                self._open[i] = _Episode()
+        while self._done and len(self) > self.capacity:
+            self._done_steps -= len(self._done.popleft())
+
+    def end_episodes(self) -> None:
+        """Close every open episode (the environments were reset without a ``done``)."""
+        for i, episode in enumerate(self._open):
+            if len(episode):
+                self._done.append(episode)
+                self._done_steps += len(episode)
+                self._open[i] = _Episode()
+
+    def _episodes(self) -> list[_Episode]:
+        return [e for e in list(self._done) + self._open if len(e)]
+
+    def sample_clips(self, n: int, rng: np.random.Generator) -> list[Clip]:
+        """``n`` clips drawn uniformly over all windows of ``clip_steps`` in stored episodes."""
+        episodes = self._episodes()
+        if not episodes:
+            raise RuntimeError("no experience collected yet; step the environment before asking for clips")
+        windows = np.array([max(1, len(e) - self.clip_steps + 1) for e in episodes], dtype=float)
+        picks = rng.choice(len(episodes), size=n, p=windows / windows.sum())
+        return [self._cut(episodes[i], int(rng.integers(windows[i]))) for i in picks]
+
+    def _cut(self, episode: _Episode, start: int) -> Clip:
+        obs, acts, rewards, states = episode.arrays()
+        end = min(start + self.clip_steps, len(obs))
+        length = end - start
+        pad = self.clip_steps - length
+
+        def window(x, fill_last):
+            x = x[start:end]
+            if pad == 0:
+                return x
+            tail = np.repeat(x[-1:], pad, axis=0) if fill_last else np.zeros((pad,) + x.shape[1:], x.dtype)
+            return np.concatenate([x, tail])
+
+        return Clip(obs=window(obs, True), acts=window(acts, False), rewards=window(rewards, False),
+                    length=length, states=None if states is None else window(states, True), env_id=self.env_id)
+
+    def sample_steps(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` random single steps: ``(obs [n, obs_dim], acts [n, act_dim])``, e.g. to normalize rewards."""
+        episodes = self._episodes()
+        lengths = np.array([len(e) for e in episodes], dtype=float)
+        picks = rng.choice(len(episodes), size=n, p=lengths / lengths.sum())
+        rows = [(episodes[i].obs[j], episodes[i].acts[j])
+                for i in picks for j in [int(rng.integers(len(episodes[i])))]]
+        return np.asarray([r[0] for r in rows], np.float32), np.asarray([r[1] for r in rows], np.float32)

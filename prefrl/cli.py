@@ -1,0 +1,101 @@
+"""``prefrl`` command line: ``train`` and ``eval``. Flags come from :class:`TrainConfig`.
+
+A user's mistake ends with one line on stderr, ``prefrl: <problem>: <what to do>``, and
+exit code 2; nothing on disk is touched by a command that fails its checks.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from prefrl import config as config_mod
+from prefrl.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of argparse's usage block
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="prefrl", description="Reinforcement learning from human preferences.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train a policy from preferences (or the true reward)",
+                           description="Train PPO on a reward learned from preference answers.")
+    train.add_argument("--config", metavar="FILE.yaml", help="settings file; flags override it")
+    train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    for f in config_mod.fields():
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            train.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], float)
+            train.add_argument(flag, type=kind, default=None, metavar=f.name.upper(),
+                               help=f"{f.metadata['help']} (default: {f.default})")
+    train.set_defaults(func=_train)
+
+    ev = sub.add_parser("eval", help="evaluate a run's policy on the true reward, print JSON")
+    ev.add_argument("run_dir", help="a folder made by `prefrl train`")
+    ev.add_argument("--episodes", type=int, default=10, help="deterministic evaluation episodes")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes")
+    ev.set_defaults(func=_eval)
+    return parser
+
+
+def _train(args) -> int:
+    from prefrl import rundir
+    from prefrl.loop import train
+
+    given = {f.name: getattr(args, f.name) for f in config_mod.fields() if getattr(args, f.name) is not None}
+    values: dict = {}
+    if args.resume and given.get("run_dir"):
+        values.update(rundir.read_run(Path(given["run_dir"]))["config"])
+    if args.config:
+        values.update(config_mod.load_yaml(args.config))
+    values.update(given)
+    cfg = config_mod.build(values)
+    summary = train(cfg, resume=args.resume, progress=not args.no_progress)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _eval(args) -> int:
+    from prefrl import rundir
+
+    if args.episodes <= 0:
+        raise UserError(f"--episodes must be a positive number (got {args.episodes})")
+    run_dir = Path(args.run_dir)
+    env_id = rundir.read_run(run_dir)["config"]["env"]
+    policy_path = run_dir / "policy.zip"
+    if not policy_path.exists():
+        checkpoint = rundir.latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise UserError(f"{run_dir} has no saved policy yet: let `prefrl train` run to its first checkpoint")
+        policy_path = checkpoint / "policy.zip"
+    from stable_baselines3 import PPO
+
+    from prefrl.evaluation import evaluate
+
+    results = evaluate(PPO.load(policy_path, device="cpu"), env_id, args.episodes, seed=args.seed)
+    print(json.dumps({"env": env_id, "policy": str(policy_path), **results}, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except UserError as err:
+        print(f"prefrl: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("prefrl: interrupted; every recorded answer is in the store, continue with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""``TrainConfig``: every setting of a run in one typed dataclass; the CLI flags and the
+YAML file (``--config``) are generated from it, and flags override the file."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefrl.errors import UserError
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    """A preference-learning (or true-reward) training run."""
+
+    env: str = _f("", "gymnasium id, e.g. HalfCheetah-v5, prefrl/HopperNoTerm-v0 or mymodule:MyEnv-v0")
+    run_dir: str = _f("", "folder for the store, checkpoints, logs and summary.json")
+    timesteps: int = _f(1_000_000, "agent environment steps for PPO")
+    labels: int = _f(700, "total preference answers to ask for (the label budget)")
+    true_reward: bool = _f(False, "train PPO on the environment's own reward (the baseline); no labels")
+    oracle: str = _f("perfect", "who answers: perfect, stochastic, mistake, myopic, skip, equal")
+    oracle_beta: float | None = _f(None, "rationality of the stochastic teacher (B-Pref)")
+    oracle_gamma: float | None = _f(None, "discount of the myopic teacher; later steps weigh more")
+    oracle_eps: float | None = _f(None, "probability the mistake teacher flips its answer")
+    oracle_skip: float | None = _f(None, "skip threshold, as a fraction of the mean clip return")
+    oracle_equal: float | None = _f(None, "tie threshold, as a fraction of the mean clip return")
+    selector: str = _f("disagreement", "query selection: disagreement, entropy or random")
+    oversample: int = _f(10, "candidate pairs sampled per query asked (Christiano et al. §2.3: 10)")
+    clip_steps: int = _f(0, "steps per clip; 0 = about 1.5 s of simulated time, 15 to 60 steps")
+    initial_label_fraction: float = _f(0.25, "share of the budget asked from the initial policy (A.1: 25%)")
+    label_horizon: float = _f(2e6, "label rate ∝ h/(T+h) after the initial share (A.1: 2e6 MuJoCo)")
+    refit_every: int = _f(16_384, "agent steps between label requests and reward refits")
+    ensemble_size: int = _f(3, "reward-model members (§2.2.1: 3)")
+    reward_hidden: int = _f(64, "hidden units per layer of each member (A.1: 64)")
+    reward_lr: float = _f(1e-3, "reward-model learning rate")
+    reward_epochs: int = _f(8, "passes over the labels per refit (the first fit runs 5x as many)")
+    buffer_steps: int = _f(100_000, "recent agent steps kept to cut candidate clips from")
+    n_envs: int = _f(4, "parallel environments (DummyVecEnv)")
+    n_steps: int = _f(512, "PPO rollout length per environment")
+    batch_size: int = _f(64, "PPO minibatch size")
+    n_epochs: int = _f(10, "PPO epochs per rollout")
+    learning_rate: float = _f(3e-4, "PPO learning rate")
+    gamma: float = _f(0.99, "PPO discount")
+    gae_lambda: float = _f(0.95, "PPO GAE lambda")
+    clip_range: float = _f(0.2, "PPO clip range")
+    ent_coef: float = _f(0.0, "PPO entropy bonus")
+    net_arch: int = _f(64, "PPO policy/value hidden units (two layers)")
+    eval_episodes: int = _f(10, "deterministic episodes on the true reward at the end")
+    seed: int = _f(0, "seed for the environments, PPO, the oracle and query selection")
+
+    def validate(self) -> TrainConfig:
+        if not self.env:
+            raise UserError("no environment given: pass --env ID (e.g. --env HalfCheetah-v5)")
+        if not self.run_dir:
+            raise UserError("no run directory given: pass --run-dir PATH")
+        for name in ("timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "ensemble_size",
+                     "reward_hidden", "reward_epochs", "oversample", "refit_every", "buffer_steps", "net_arch"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be a positive number (got {getattr(self, name)})")
+        if not self.true_reward and self.labels <= 0:
+            raise UserError(f"--labels must be a positive number (got {self.labels}); use --true-reward to train without labels")
+        if self.eval_episodes < 0 or self.clip_steps < 0:
+            raise UserError("--eval-episodes and --clip-steps must not be negative")
+        if not 0 <= self.initial_label_fraction <= 1:
+            raise UserError(f"--initial-label-fraction must be in [0, 1] (got {self.initial_label_fraction})")
+        for name in ("learning_rate", "reward_lr", "label_horizon"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise UserError(f"--{name.replace('_', '-')} must be a positive number (got {value})")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def fields() -> list[dataclasses.Field]:
+    return list(dataclasses.fields(TrainConfig))
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Settings from a YAML mapping whose keys are TrainConfig fields (dashes or underscores)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"config file {path} does not exist: check the path given to --config") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise UserError(f"config file {path} is not valid YAML ({str(err).splitlines()[0]}): fix it or drop --config") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of settings (key: value), not {type(data).__name__}")
+    known = {f.name: f for f in fields()}
+    out = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in known:
+            raise UserError(f"config file {path}: unknown setting '{key}'; see `prefrl train --help` for the settings")
+        out[name] = value
+    return out
+
+
+def build(values: dict) -> TrainConfig:
+    """A validated TrainConfig from a mapping of field values (types coerced, errors as UserError)."""
+    kwargs = {}
+    for f in fields():
+        if f.name not in values or values[f.name] is None:
+            continue
+        value = values[f.name]
+        kind = type(f.default) if f.default is not None else float
+        try:
+            if kind is bool and not isinstance(value, bool):
+                raise ValueError(value)
+            kwargs[f.name] = kind(float(value)) if kind is int and isinstance(value, (str, float)) else kind(value)
+            if kind is int and float(value) != kwargs[f.name]:
+                raise ValueError(value)
+        except (TypeError, ValueError):
+            raise UserError(f"setting {f.name} = {value!r} is not a valid {kind.__name__}") from None
+    return TrainConfig(**kwargs).validate()

@@ -1,0 +1,142 @@
+"""Making environments, checking what we support, and recording/replaying MuJoCo states.
+
+Clips are shown to labelers later and in another process (Christiano et al. 2017, §2.2).
+For MuJoCo the training process does not render: it records the simulator state that goes
+with each observation, and the labeling process replays it with :func:`set_sim_state`.
+"""
+from __future__ import annotations
+
+import importlib
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from prefrl.errors import UserError
+
+
+def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None,
+             **kwargs) -> gym.Env:
+    """``gym.make(env_id, render_mode=..., **kwargs)`` with prefrl's envs registered.
+
+    ``env_id`` is anything gymnasium takes, including ``"module:Env-vN"`` for a user's
+    module that registers ``Env-vN`` on import. MuJoCo envs come wrapped in
+    :class:`RecordSimState`. With a ``seed``, the env's RNG is seeded by one
+    ``reset(seed=seed)`` (later plain resets continue that stream, so runs repeat) and so
+    is its action space.
+
+    Raises:
+        UserError: the id is unknown, its namespace is, or its module does not import.
+    """
+    import prefrl.envs  # noqa: F401  (registers the prefrl/ ids)
+
+    module = env_id.rpartition(":")[0] if isinstance(env_id, str) else ""
+    if module:
+        try:
+            importlib.import_module(module)
+        except Exception as e:  # any failure to import is the user's module or spelling
+            raise _unknown(env_id, f"module '{module}' does not import ({type(e).__name__}: {e})")
+    try:
+        env = gym.make(env_id, render_mode=render_mode, **kwargs)
+    except (gym.error.UnregisteredEnv, gym.error.DeprecatedEnv) as e:
+        raise _unknown(env_id, str(e))
+    except gym.error.Error as e:
+        if not str(e).startswith("No registered env"):
+            raise  # an error from inside the env's constructor, not from the id
+        raise _unknown(env_id, str(e))
+    if is_mujoco(env):
+        env = RecordSimState(env)
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+    return env
+
+
+def _unknown(env_id: str, reason: str) -> UserError:
+    reason = " ".join(reason.split())  # gymnasium's reasons may span lines; ours is one
+    return UserError(f"unknown environment id '{env_id}': {reason}; check the spelling or use "
+                     "module:Env-vN with a module that registers it")
+
+
+def check_spaces(env: gym.Env) -> None:
+    """Raise :class:`UserError` unless observations are a Box and actions a Box or Discrete.
+
+    Box observations of any shape work (the reward model flattens them).
+    """
+    obs, act = env.observation_space, env.action_space
+    if not isinstance(obs, spaces.Box):
+        raise UserError(f"unsupported observation space {obs}: prefrl supports Box "
+                        "observations (any shape); flatten or wrap the env to give one")
+    if not isinstance(act, (spaces.Box, spaces.Discrete)):
+        raise UserError(f"unsupported action space {act}: prefrl supports Box or Discrete "
+                        "actions; wrap the env to give one")
+
+
+def is_mujoco(env: gym.Env) -> bool:
+    """Whether ``env`` runs on MuJoCo (its unwrapped env has ``model`` and ``data.qpos/qvel``)."""
+    base = env.unwrapped
+    data = getattr(base, "data", None)
+    return hasattr(base, "model") and hasattr(data, "qpos") and hasattr(data, "qvel")
+
+
+def get_sim_state(env: gym.Env) -> np.ndarray:
+    """The MuJoCo state ``qpos ‖ qvel`` (float64) of ``env`` right now."""
+    data = env.unwrapped.data
+    return np.concatenate([data.qpos, data.qvel])  # both float64 already: one copy, no cast
+
+
+def set_sim_state(env: gym.Env, state: np.ndarray) -> np.ndarray | None:
+    """Put ``state`` (from ``info["sim_state"]``) into ``env`` to replay or render it.
+
+    Returns the observation the env gives in that state where it can compute one
+    (gymnasium's MuJoCo envs can), else ``None``. ``env.render()`` then shows the state.
+    """
+    import mujoco  # only reached for MuJoCo envs
+
+    base = env.unwrapped
+    nq, nv = base.model.nq, base.model.nv
+    state = np.asarray(state, dtype=np.float64)
+    if state.shape != (nq + nv,):
+        raise ValueError(f"state has shape {state.shape}; this env needs ({nq + nv},)")
+    base.data.qpos[:] = state[:nq]
+    base.data.qvel[:] = state[nq:]
+    mujoco.mj_forward(base.model, base.data)  # recompute positions etc. derived from qpos
+    get_obs = getattr(base, "_get_obs", None)
+    return get_obs() if callable(get_obs) else None
+
+
+class RecordSimState(gym.Wrapper):
+    """Adds ``info["sim_state"]``: the MuJoCo state that goes with the observation acted on.
+
+    ``step`` reports the state *before* the action (the one the agent's observation came
+    from), ``reset`` the state reset to, so ``obs[t]`` and ``info[t + 1]["sim_state"]``
+    describe the same moment and a clip can be replayed frame by frame.
+    """
+
+    def __init__(self, env: gym.Env):
+        if not is_mujoco(env):
+            raise ValueError("RecordSimState needs a MuJoCo env (unwrapped.data.qpos/qvel)")
+        super().__init__(env)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        info["sim_state"] = get_sim_state(self.env)
+        return obs, info
+
+    def step(self, action):
+        state = get_sim_state(self.env)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info["sim_state"] = state
+        return obs, reward, terminated, truncated, info
+
+
+def clip_steps(env: gym.Env, seconds: float = 1.5) -> int:
+    """Default clip length in steps: ``seconds`` of simulated time, clamped to 15..60.
+
+    Christiano et al. (2017, §2.2, A.1) use clips of 1–2 s, 15–60 steps depending on
+    the task. Envs without a ``dt`` (no notion of simulated time) get 25.
+    """
+    dt = getattr(env.unwrapped, "dt", None)
+    if not dt:
+        return 25
+    return int(min(60, max(15, round(seconds / dt))))

@@ -1,0 +1,227 @@
+"""The preference-learning loop (Christiano et al. 2017, §2.2), read top to bottom by `train`."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from prefrl import rundir
+from prefrl.buffer import TrajectoryBuffer
+from prefrl.clips import Label
+from prefrl.config import TrainConfig
+from prefrl.environment import check_spaces, clip_steps, make_env
+from prefrl.errors import UserError
+from prefrl.evaluation import evaluate
+from prefrl.oracles import make_oracle
+from prefrl.reward import RewardEnsemble
+from prefrl.schedule import labels_due
+from prefrl.selectors import SELECTORS, select
+from prefrl.store import PreferenceStore
+from prefrl.trainer import RewardTrainer
+from prefrl.vec_env import LearnedRewardVecEnv, action_dim
+
+FIRST_FIT_EPOCHS = 5  # the first fit sees only initial-policy labels; fit them longer (A.2 does so on Atari)
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train a policy from preferences (or, with ``cfg.true_reward``, from the env's reward).
+
+    The agent collects experience under the current learned reward; at the pace of the
+    label schedule, the selector turns recent experience into the most disputed queries,
+    the oracle answers them into the store, and the reward ensemble is refitted on every
+    answer in the store. Returns the summary also written to ``RUN_DIR/summary.json``.
+    """
+    run = Run(cfg, resume)  # checks every input before anything is written
+    from tqdm import tqdm
+    bar = tqdm(total=cfg.timesteps, initial=run.timesteps, unit="step", disable=not progress or None)
+    if not cfg.true_reward and run.timesteps == 0 and run.fits == 0:
+        run.collect_initial_experience()  # 25% of the budget from the initial policy (A.1)
+        run.ask_and_answer(labels_due(0, cfg.labels, cfg.timesteps, cfg.initial_label_fraction, cfg.label_horizon))
+        run.fit_reward(epochs=cfg.reward_epochs * FIRST_FIT_EPOCHS)
+        run.save_checkpoint()
+    elif not cfg.true_reward and run.store.num_answers():
+        run.fit_reward()  # answers recorded after the checkpoint we resumed from
+    while run.timesteps < cfg.timesteps:
+        run.agent.learn(min(cfg.refit_every, cfg.timesteps - run.timesteps), reset_num_timesteps=False)
+        run.timesteps = int(run.agent.num_timesteps)
+        if not cfg.true_reward:
+            run.ask_and_answer(labels_due(run.timesteps, cfg.labels, cfg.timesteps,
+                                          cfg.initial_label_fraction, cfg.label_horizon))
+            run.fit_reward()
+        run.save_checkpoint()
+        run.log_progress()
+        bar.update(run.timesteps - bar.n)
+    bar.close()
+    return run.finish()
+
+
+class Run:
+    """Everything one training process holds: env, agent, reward model, store, oracle."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool):
+        from stable_baselines3 import PPO
+
+        self.cfg, self.dir = cfg, Path(cfg.run_dir)
+        torch.set_num_threads(1)  # small nets: extra threads only contend (2-core machines)
+        saved = rundir.check_new_or_resume(self.dir, cfg.env, resume)
+        probe = make_env(cfg.env)
+        check_spaces(probe)
+        self.clip_steps = cfg.clip_steps or clip_steps(probe)
+        obs_dim, act_dim = int(np.prod(probe.observation_space.shape)), action_dim(probe.action_space)
+        probe.close()
+        if cfg.selector not in SELECTORS:
+            raise UserError(f"unknown selector '{cfg.selector}': use one of {', '.join(SELECTORS)}")
+        self.oracle = None if cfg.true_reward else make_oracle(
+            cfg.oracle, seed=cfg.seed, beta=cfg.oracle_beta, gamma=cfg.oracle_gamma, eps=cfg.oracle_eps,
+            skip=cfg.oracle_skip, equal=cfg.oracle_equal)
+        store_path = self.dir / rundir.STORE_FILE
+        if saved is None and store_path.exists():
+            raise UserError(f"{store_path} exists without a run: move it away or choose another --run-dir")
+        # Nothing has been written so far; from here on we create and open files.
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.store = PreferenceStore(store_path, create=True, meta={"env_id": cfg.env})
+        if self.store.meta.get("env_id", cfg.env) != cfg.env:
+            raise UserError(f"{store_path} was made for {self.store.meta['env_id']}, not {cfg.env}: choose another --run-dir")
+        if saved is None:
+            rundir.write_run(self.dir, asdict(cfg))
+        self.rng = np.random.default_rng([cfg.seed, 1])
+        self.buffer = TrajectoryBuffer(cfg.n_envs, self.clip_steps, cfg.buffer_steps, env_id=cfg.env)
+        self.ensemble = RewardEnsemble(obs_dim, act_dim, cfg.ensemble_size, cfg.reward_hidden)
+        self.trainer = RewardTrainer(self.ensemble, lr=cfg.reward_lr, epochs=cfg.reward_epochs, seed=cfg.seed)
+        self.venv = self._make_venv()
+        ppo_args = dict(n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
+                        learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
+                        clip_range=cfg.clip_range, ent_coef=cfg.ent_coef, seed=cfg.seed, device="cpu",
+                        policy_kwargs={"net_arch": [cfg.net_arch, cfg.net_arch]}, verbose=0)
+        self.timesteps, self.fits, self.wall_before = 0, 0, 0.0
+        checkpoint = rundir.latest_checkpoint(self.dir) if saved else None
+        if checkpoint is None:
+            self.agent = PPO("MlpPolicy", self.venv, **ppo_args)
+        else:
+            self.agent = PPO.load(checkpoint / "policy.zip", env=self.venv, device="cpu")
+            state = json.loads((checkpoint / "state.json").read_text())
+            self.timesteps, self.fits, self.wall_before = state["timesteps"], state["fits"], state["wall_seconds"]
+            self.rng.bit_generator.state = state["rng"]
+            if not cfg.true_reward:
+                saved_model = torch.load(checkpoint / "reward.pt", weights_only=False)
+                self.ensemble.load_state_dict(saved_model["ensemble"])
+                self.trainer.load_state_dict(saved_model["trainer"])
+                self.oracle.rng.bit_generator.state = saved_model["oracle_rng"]
+        from stable_baselines3.common.logger import configure
+
+        self.agent.set_logger(configure(str(self.dir / "tb"), ["tensorboard"]))
+        self.last_fit = None
+        self.started = time.time()
+
+    def _make_venv(self):
+        from stable_baselines3.common.monitor import Monitor
+        from stable_baselines3.common.vec_env import DummyVecEnv
+
+        # DummyVecEnv: on 2 cores it beat SubprocVecEnv (shared/DESIGN.md measurements).
+        venv = DummyVecEnv([lambda: Monitor(make_env(self.cfg.env)) for _ in range(self.cfg.n_envs)])
+        venv.seed(self.cfg.seed)
+        if self.cfg.true_reward:
+            return venv
+        return LearnedRewardVecEnv(venv, self.ensemble.predict, self.buffer)
+
+    def collect_initial_experience(self) -> None:
+        """Step the initial (untrained, stochastic) policy to have clips for the first labels."""
+        wanted = labels_due(0, self.cfg.labels, self.cfg.timesteps, self.cfg.initial_label_fraction)
+        steps = int(np.clip(2 * wanted * self.clip_steps, 2_000, 20_000))
+        obs = self.venv.reset()
+        for _ in range(-(-steps // self.cfg.n_envs)):
+            action, _ = self.agent.predict(obs, deterministic=False)
+            obs, *_ = self.venv.step(action)
+
+    def ask_and_answer(self, due: int) -> None:
+        """Make queries up to the schedule's count and have the oracle answer all pending ones."""
+        new = due - self.store.num_answers() - len(self.store.pending_queries())
+        if new > 0:
+            self._ask(new)
+        pending = self.store.pending_queries()
+        if not pending:
+            return
+        left = [self.store.get_clip(q.left_id) for q in pending]
+        right = [self.store.get_clip(q.right_id) for q in pending]
+        for query, answer in zip(pending, self.oracle(left, right)):
+            self.store.record(Label(query.id, answer, source=f"oracle:{self.oracle.name}", labeler="oracle"))
+
+    def _ask(self, n: int) -> None:
+        """§2.3: sample ``oversample``× more candidate pairs than needed, ask the most disputed."""
+        clips = self.buffer.sample_clips(2 * n * self.cfg.oversample, self.rng)
+        left, right = clips[0::2], clips[1::2]
+        returns_left = self.ensemble.clip_returns(*_stack(left))
+        returns_right = self.ensemble.clip_returns(*_stack(right))
+        scores = SELECTORS[self.cfg.selector](returns_left, returns_right, self.rng)
+        picked = select(self.cfg.selector, returns_left, returns_right, n, self.rng)
+        self.store.add_queries([(left[i], right[i]) for i in picked], [float(scores[i]) for i in picked])
+
+    def fit_reward(self, epochs: int | None = None) -> None:
+        left, right, mu = self.store.preferences()
+        if len(mu) == 0:
+            return
+        obs_l, acts_l = _stack(left)
+        obs_r, acts_r = _stack(right)
+        if self.fits == 0:  # fix input statistics on the initial policy's experience
+            self.ensemble.set_input_stats(np.concatenate([obs_l, obs_r]).reshape(-1, obs_l.shape[-1]),
+                                          np.concatenate([acts_l, acts_r]).reshape(-1, acts_l.shape[-1]))
+        metrics = self.trainer.fit(obs_l, acts_l, obs_r, acts_r, mu, epochs=epochs)
+        if len(self.buffer):
+            self.ensemble.normalize(*self.buffer.sample_steps(10_000, self.rng))
+        self.fits += 1
+        for key, value in asdict(metrics).items():
+            self.agent.logger.record(f"reward/{key}", value)
+        self.agent.logger.record("reward/answers", self.store.num_answers())
+        self.agent.logger.dump(self.timesteps)
+        self.last_fit = metrics
+
+    def save_checkpoint(self) -> None:
+        def write(folder: Path) -> None:
+            self.agent.save(folder / "policy.zip")
+            if not self.cfg.true_reward:
+                torch.save({"ensemble": self.ensemble.state_dict(), "trainer": self.trainer.state_dict(),
+                            "oracle_rng": self.oracle.rng.bit_generator.state}, folder / "reward.pt")
+            (folder / "state.json").write_text(json.dumps({
+                "timesteps": self.timesteps, "fits": self.fits, "wall_seconds": self.wall_seconds(),
+                "rng": self.rng.bit_generator.state}))
+
+        rundir.save_checkpoint(self.dir, write)
+
+    def log_progress(self) -> None:
+        """Append a row to ``progress.csv``: the learning curve on the true episode return."""
+        episodes = [info["r"] for info in self.agent.ep_info_buffer]
+        row = {"timesteps": self.timesteps, "wall_seconds": round(self.wall_seconds(), 2),
+               "ep_true_return_mean": float(np.mean(episodes)) if episodes else float("nan"),
+               "answers": 0 if self.cfg.true_reward else self.store.num_answers(),
+               "reward_val_accuracy": self.last_fit.val_accuracy if self.last_fit else float("nan")}
+        path = self.dir / "progress.csv"
+        new = not path.exists()
+        with open(path, "a", encoding="utf-8") as f:
+            if new:
+                f.write(",".join(row) + "\n")
+            f.write(",".join(str(v) for v in row.values()) + "\n")
+
+    def wall_seconds(self) -> float:
+        return self.wall_before + time.time() - self.started
+
+    def finish(self) -> dict:
+        self.agent.save(self.dir / "policy.zip")
+        results = evaluate(self.agent, self.cfg.env, self.cfg.eval_episodes, seed=self.cfg.seed)
+        summary = {"env": self.cfg.env, "mode": "true-reward" if self.cfg.true_reward else "preferences",
+                   "timesteps": self.timesteps, "labels": self.store.num_answers(),
+                   "labels_trained": len(self.store.preferences()[2]), **results,
+                   "wall_seconds": self.wall_seconds(), "oracle": None if self.cfg.true_reward else self.cfg.oracle,
+                   "selector": self.cfg.selector, "seed": self.cfg.seed}
+        rundir.atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2))
+        self.store.close()
+        self.venv.close()
+        return summary
+
+
+def _stack(clips) -> tuple[np.ndarray, np.ndarray]:
+    """Clips → ``(obs [N, T, obs_dim], acts [N, T, act_dim])``."""
+    return np.stack([c.obs for c in clips]), np.stack([c.acts for c in clips])

@@ -1,0 +1,115 @@
+"""The reward model: an ensemble of small MLPs on (observation, action).
+
+Christiano et al. 2017, §2.2.1 and A.1: each member is a 2-layer MLP with 64 hidden units
+and leaky ReLUs; the ensemble has 3 members; each member's output is normalized to zero
+mean and a fixed standard deviation before the members are averaged, because the
+Bradley–Terry loss only pins reward differences down, not their offset or scale.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+LEAKY_SLOPE = 0.01
+
+
+class RewardNet(nn.Module):
+    """One member: r̂(o, a) from inputs standardized with the ensemble's input statistics."""
+
+    def __init__(self, in_dim: int, hidden: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.LeakyReLU(LEAKY_SLOPE),
+            nn.Linear(hidden, hidden), nn.LeakyReLU(LEAKY_SLOPE),
+            nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [..., in_dim]`` → rewards ``[...]``."""
+        return self.net(x).squeeze(-1)
+
+
+class RewardEnsemble(nn.Module):
+    """M reward members over (obs, act) with shared input and per-member output normalization.
+
+    Args:
+        obs_dim: flattened observation size.
+        act_dim: action size (one-hot size for discrete actions).
+        members: ensemble size M (§2.2.1: 3).
+        hidden: hidden units per layer (A.1: 64).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, members: int = 3, hidden: int = 64):
+        super().__init__()
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        in_dim = obs_dim + act_dim
+        self.members = nn.ModuleList(RewardNet(in_dim, hidden) for _ in range(members))
+        self.register_buffer("in_mean", torch.zeros(in_dim))
+        self.register_buffer("in_std", torch.ones(in_dim))
+        self.register_buffer("out_mean", torch.zeros(members))
+        self.register_buffer("out_std", torch.ones(members))
+        self._numpy_weights = None
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def _inputs(self, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        return (torch.cat([obs, acts], dim=-1) - self.in_mean) / self.in_std
+
+    def forward(self, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        """Raw (unnormalized) member rewards: ``obs [..., obs_dim]``, ``acts [..., act_dim]`` → ``[M, ...]``."""
+        x = self._inputs(obs, acts)
+        return torch.stack([m(x) for m in self.members])
+
+    def set_input_stats(self, obs: np.ndarray, acts: np.ndarray) -> None:
+        """Standardize inputs with statistics of experience ``obs [N, obs_dim]``, ``acts [N, act_dim]``."""
+        x = np.concatenate([obs, acts], axis=-1)
+        self.in_mean.copy_(torch.as_tensor(x.mean(0), dtype=torch.float32))
+        self.in_std.copy_(torch.as_tensor(x.std(0) + 1e-6, dtype=torch.float32).clamp(min=1e-3))
+        self._numpy_weights = None
+
+    @torch.no_grad()
+    def normalize(self, obs: np.ndarray, acts: np.ndarray) -> None:
+        """Set each member's output offset and scale so that on this experience it has mean 0, std 1."""
+        raw = self(torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(acts, dtype=torch.float32))
+        self.out_mean.copy_(raw.mean(1))
+        self.out_std.copy_(raw.std(1).clamp(min=1e-6))
+        self._numpy_weights = None
+
+    @torch.no_grad()
+    def clip_returns(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
+        """Each member's summed raw reward of clips ``obs [N, T, obs_dim]``, ``acts [N, T, act_dim]`` → ``[M, N]``."""
+        raw = self(torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(acts, dtype=torch.float32))
+        return raw.sum(-1).numpy()
+
+    def predict(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
+        """The reward the agent sees: mean over members of normalized rewards, ``[B, ·]`` → ``[B]``.
+
+        Runs every environment step, so it uses a NumPy copy of the weights (refreshed after
+        each change): torch's per-call overhead would dominate at batch sizes of 1–8.
+        """
+        if self._numpy_weights is None:
+            self._numpy_weights = self._export()
+        in_mean, in_std, layers, out_mean, out_std = self._numpy_weights
+        h = (np.concatenate([obs, acts], axis=-1).astype(np.float32) - in_mean) / in_std
+        h = np.broadcast_to(h, (len(self.members),) + h.shape)
+        for i, (w, b) in enumerate(layers):
+            h = h @ w + b
+            if i < len(layers) - 1:
+                h = np.where(h > 0, h, LEAKY_SLOPE * h)
+        rewards = (h[..., 0] - out_mean[:, None]) / out_std[:, None]
+        return rewards.mean(0)
+
+    def _export(self):
+        linears = [[m for m in member.net if isinstance(m, nn.Linear)] for member in self.members]
+        layers = []
+        for depth in range(len(linears[0])):
+            w = np.stack([lin[depth].weight.detach().numpy().T for lin in linears])
+            b = np.stack([lin[depth].bias.detach().numpy() for lin in linears])[:, None, :]
+            layers.append((w, b))
+        return (self.in_mean.numpy().copy(), self.in_std.numpy().copy(), layers,
+                self.out_mean.numpy().copy(), self.out_std.numpy().copy())
+
+    def invalidate(self) -> None:
+        """Call after changing weights in place (the trainer does), so `predict` re-exports them."""
+        self._numpy_weights = None

@@ -1,0 +1,105 @@
+"""A run directory: what it holds, checking it before anything is written, atomic checkpoints.
+
+    RUN_DIR/run.json          the config the run was made with, and prefrl's version
+    RUN_DIR/prefs.sqlite      queries, clips and every answer (the source of truth on resume)
+    RUN_DIR/checkpoint/       policy.zip (loads with PPO.load), reward.pt, state.json
+    RUN_DIR/policy.zip        the final policy
+    RUN_DIR/summary.json      final figures
+    RUN_DIR/tb/               TensorBoard logs
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import prefrl
+from prefrl.errors import UserError
+
+RUN_FILE = "run.json"
+STORE_FILE = "prefs.sqlite"
+CHECKPOINT = "checkpoint"
+
+
+def read_run(run_dir: Path) -> dict:
+    """The run's saved metadata; UserError if the folder is not a prefrl run."""
+    path = Path(run_dir) / RUN_FILE
+    if not Path(run_dir).is_dir():
+        raise UserError(f"run directory {run_dir} does not exist: check the path, or start a run with `prefrl train`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("application") != "prefrl" or "config" not in data:
+            raise ValueError
+    except FileNotFoundError:
+        raise UserError(f"{run_dir} is not a prefrl run (no {RUN_FILE}): pass the folder given to --run-dir") from None
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"{path} is not a prefrl run file: pass the folder of a prefrl run") from None
+    return data
+
+
+def check_new_or_resume(run_dir: Path, env_id: str, resume: bool) -> dict | None:
+    """Refuse to clobber another run. Returns the saved run when resuming, else None."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--run-dir {run_dir} is a file, not a folder: choose another path")
+    has_run = (run_dir / RUN_FILE).exists()
+    if resume:
+        if not has_run:
+            raise UserError(f"nothing to resume in {run_dir} (no {RUN_FILE}): drop --resume to start a new run there")
+        saved = read_run(run_dir)
+        if saved["config"]["env"] != env_id:
+            raise UserError(f"{run_dir} holds a run on {saved['config']['env']}, not {env_id}: "
+                            f"resume it with --env {saved['config']['env']} or choose another --run-dir")
+        return saved
+    if has_run:
+        saved = read_run(run_dir)
+        other = saved["config"]["env"]
+        what = f"a run on {other}" if other != env_id else "a run already"
+        raise UserError(f"{run_dir} holds {what}: pass --resume to continue it, or choose another --run-dir")
+    if run_dir.is_dir() and (run_dir / STORE_FILE).exists():
+        raise UserError(f"{run_dir} holds a {STORE_FILE} but no {RUN_FILE}: move it away or choose another --run-dir")
+    return None
+
+
+def write_run(run_dir: Path, config: dict) -> None:
+    atomic_write_text(Path(run_dir) / RUN_FILE, json.dumps(
+        {"application": "prefrl", "version": prefrl.__version__, "config": config}, indent=2))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = Path(f"{path}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(run_dir: Path, write) -> None:
+    """Write a checkpoint so that a kill at any moment leaves a complete one on disk.
+
+    ``write(folder)`` fills a fresh folder; it then replaces the old checkpoint by renames.
+    """
+    run_dir = Path(run_dir)
+    new, cur, old = run_dir / f"{CHECKPOINT}.new", run_dir / CHECKPOINT, run_dir / f"{CHECKPOINT}.old"
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir()
+    write(new)
+    for f in new.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    shutil.rmtree(old, ignore_errors=True)
+    if cur.exists():
+        cur.rename(old)
+    new.rename(cur)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The complete checkpoint folder, if any (``checkpoint.old`` survives a kill mid-swap)."""
+    for name in (CHECKPOINT, f"{CHECKPOINT}.old"):
+        folder = Path(run_dir) / name
+        if (folder / "state.json").exists():
+            return folder
+    return None

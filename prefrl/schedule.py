@@ -1,0 +1,26 @@
+"""How many labels should have been asked for by agent timestep t.
+
+Christiano et al. 2017, A.1/A.2: a share of the budget is collected up front from the
+initial policy (25% for MuJoCo; Atari asks 500 labels first), after which labels arrive
+at a rate proportional to h/(T+h), with h = 2·10⁶ for MuJoCo and 5·10⁶ for Atari. We
+integrate that rate and scale it so the whole budget is spent exactly at the last step.
+"""
+from __future__ import annotations
+
+import math
+
+
+def labels_due(t: int, total: int, timesteps: int, initial_fraction: float = 0.25,
+               horizon: float = 2e6) -> int:
+    """Labels that should exist after ``t`` of ``timesteps`` agent steps; never more than ``total``.
+
+    >>> labels_due(0, 700, 1_000_000)
+    175
+    >>> labels_due(1_000_000, 700, 1_000_000)
+    700
+    """
+    initial = round(total * initial_fraction)
+    if timesteps <= 0 or t >= timesteps:
+        return total
+    share = math.log1p(max(t, 0) / horizon) / math.log1p(timesteps / horizon)
+    return min(total, initial + math.floor((total - initial) * share))

@@ -1,0 +1,146 @@
+"""Fitting the reward ensemble to preferences with the Bradley–Terry model.
+
+Christiano et al. 2017, §2.2.3: P̂[σ¹ ≻ σ²] = exp Σr̂(σ¹) / (exp Σr̂(σ¹) + exp Σr̂(σ²)),
+i.e. a logistic function of the difference of summed rewards, fitted by cross-entropy to
+the labels (ties as 0.5/0.5). Three refinements from the same section:
+  * a 10% chance that the labeler answers uniformly at random: P = 0.9·P̂ + 0.05;
+  * each member fitted on its own bootstrap resample of the labels;
+  * a fraction 1/e of the labels held out per member for validation, and an L2 penalty
+    adapted so that validation loss stays between 1.1 and 1.5 times the training loss.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from prefrl.reward import RewardEnsemble
+
+RANDOM_ANSWER = 0.1
+VAL_FRACTION = 1 / math.e
+VAL_TRAIN_RATIO = (1.1, 1.5)
+
+
+def bradley_terry_loss(returns_left: torch.Tensor, returns_right: torch.Tensor, mu: torch.Tensor,
+                       random_answer: float = RANDOM_ANSWER) -> torch.Tensor:
+    """Mean cross-entropy of labels ``mu [N]`` (P[left ≻ right]) under predicted clip returns ``[N]``."""
+    p_left = (1 - random_answer) * torch.sigmoid(returns_left - returns_right) + random_answer / 2
+    return -(mu * torch.log(p_left) + (1 - mu) * torch.log1p(-p_left)).mean()
+
+
+@dataclass(frozen=True)
+class FitMetrics:
+    """What one :meth:`RewardTrainer.fit` achieved, averaged over members.
+
+    ``val_accuracy`` counts only non-tie validation labels; NaN when there are none.
+    """
+
+    labels: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    l2: float
+    steps: int
+
+
+class RewardTrainer:
+    """Fits a :class:`RewardEnsemble` to labeled clip pairs; keeps optimizers and L2 weights between fits.
+
+    Args:
+        ensemble: the model to train in place.
+        lr: Adam learning rate.
+        batch_size: clip pairs per gradient step.
+        epochs: passes over each member's bootstrap sample per fit.
+        min_steps: gradient steps per member per fit at least (few labels ≠ few steps).
+        l2: initial L2 weight (then adapted per member).
+        seed: fixes validation splits and bootstrap draws.
+    """
+
+    def __init__(self, ensemble: RewardEnsemble, lr: float = 1e-3, batch_size: int = 64,
+                 epochs: int = 8, min_steps: int = 100, l2: float = 1e-4, seed: int = 0):
+        self.ensemble, self.batch_size, self.epochs, self.seed = ensemble, batch_size, epochs, seed
+        self.min_steps = min_steps
+        self.optimizers = [torch.optim.Adam(m.parameters(), lr=lr) for m in ensemble.members]
+        self.l2 = [l2] * len(ensemble)
+        self.rng = np.random.default_rng(seed)
+
+    def val_mask(self, member: int, n: int) -> np.ndarray:
+        """Which of the first ``n`` labels member ``member`` holds out; stable as labels are added."""
+        return np.random.default_rng([self.seed, member]).random(n) < VAL_FRACTION
+
+    def fit(self, obs_left: np.ndarray, acts_left: np.ndarray, obs_right: np.ndarray,
+            acts_right: np.ndarray, mu: np.ndarray, epochs: int | None = None) -> FitMetrics:
+        """Train every member on labeled pairs.
+
+        Args:
+            obs_left, obs_right: float32 ``[N, T, obs_dim]`` clip observations.
+            acts_left, acts_right: float32 ``[N, T, act_dim]`` clip actions.
+            mu: float32 ``[N]``, P[left ≻ right] per label (1, 0 or 0.5).
+            epochs: overrides the trainer's epochs for this fit (e.g. a longer first fit); the
+                step floor scales with it.
+        """
+        tensors = [torch.as_tensor(a, dtype=torch.float32) for a in (obs_left, acts_left, obs_right, acts_right, mu)]
+        n = len(mu)
+        results, steps = [], 0
+        for m, member in enumerate(self.ensemble.members):
+            val = self.val_mask(m, n)
+            train_idx = np.flatnonzero(~val)
+            if len(train_idx) == 0:
+                train_idx, val = np.arange(n), np.zeros(n, bool)
+            boot = self.rng.choice(train_idx, size=len(train_idx), replace=True)
+            scale = (epochs or self.epochs) / self.epochs
+            n_steps = max(round(self.min_steps * scale), (epochs or self.epochs) * math.ceil(len(boot) / self.batch_size))
+            for _ in range(n_steps):
+                batch = self.rng.choice(boot, size=min(self.batch_size, len(boot)), replace=False)
+                loss = self._loss(m, tensors, batch) + self.l2[m] * _weight_norm(member)
+                self.optimizers[m].zero_grad()
+                loss.backward()
+                self.optimizers[m].step()
+            steps += n_steps
+            results.append(self._evaluate(m, tensors, np.flatnonzero(~val), np.flatnonzero(val)))
+        self.ensemble.invalidate()
+        train, vloss, acc = (np.nanmean([r[i] for r in results]) if results else math.nan for i in range(3))
+        return FitMetrics(labels=n, train_loss=float(train), val_loss=float(vloss), val_accuracy=float(acc),
+                          l2=float(np.mean(self.l2)), steps=steps)
+
+    def _loss(self, m: int, tensors, idx) -> torch.Tensor:
+        obs_l, acts_l, obs_r, acts_r, mu = (t[idx] for t in tensors)
+        member = self.ensemble.members[m]
+        r_left = member(self.ensemble._inputs(obs_l, acts_l)).sum(-1)
+        r_right = member(self.ensemble._inputs(obs_r, acts_r)).sum(-1)
+        return bradley_terry_loss(r_left, r_right, mu)
+
+    @torch.no_grad()
+    def _evaluate(self, m: int, tensors, train_idx, val_idx) -> tuple[float, float, float]:
+        train_loss = self._loss(m, tensors, train_idx).item()
+        if len(val_idx) == 0:
+            return train_loss, math.nan, math.nan
+        val_loss = self._loss(m, tensors, val_idx).item()
+        # §2.2.3: keep validation loss 1.1–1.5× training loss by adapting the L2 weight.
+        ratio = val_loss / max(train_loss, 1e-8)
+        if ratio > VAL_TRAIN_RATIO[1]:
+            self.l2[m] *= 1.5
+        elif ratio < VAL_TRAIN_RATIO[0]:
+            self.l2[m] /= 1.5
+        obs_l, acts_l, obs_r, acts_r, mu = (t[val_idx] for t in tensors)
+        member = self.ensemble.members[m]
+        diff = member(self.ensemble._inputs(obs_l, acts_l)).sum(-1) - member(self.ensemble._inputs(obs_r, acts_r)).sum(-1)
+        decided = mu != 0.5
+        accuracy = ((diff[decided] > 0) == (mu[decided] > 0.5)).float().mean().item() if decided.any() else math.nan
+        return train_loss, val_loss, accuracy
+
+    def state_dict(self) -> dict:
+        return {"optimizers": [o.state_dict() for o in self.optimizers], "l2": list(self.l2),
+                "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        for opt, s in zip(self.optimizers, state["optimizers"]):
+            opt.load_state_dict(s)
+        self.l2 = list(state["l2"])
+        self.rng.bit_generator.state = state["rng"]
+
+
+def _weight_norm(module: torch.nn.Module) -> torch.Tensor:
+    return sum((p ** 2).sum() for name, p in module.named_parameters() if name.endswith("weight"))

@@ -1,0 +1,61 @@
+"""The one place where the learned reward reaches the agent: a small SB3 VecEnvWrapper."""
+from __future__ import annotations
+
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+
+from prefrl.buffer import TrajectoryBuffer
+
+
+def encode_actions(space: gym.Space, actions: np.ndarray) -> np.ndarray:
+    """Actions as the reward model sees them: ``[n, act_dim]`` float32 (one-hot for Discrete)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return np.eye(space.n, dtype=np.float32)[np.asarray(actions, dtype=np.int64).reshape(-1) - space.start]
+    return np.asarray(actions, dtype=np.float32).reshape(len(actions), -1)
+
+
+def action_dim(space: gym.Space) -> int:
+    return int(space.n) if isinstance(space, gym.spaces.Discrete) else int(np.prod(space.shape))
+
+
+class LearnedRewardVecEnv(VecEnvWrapper):
+    """Replaces the environment's reward with ``reward_fn(obs, acts)`` and records experience.
+
+    The true reward never reaches the agent; it goes into the buffer (for synthetic oracles)
+    and into ``info["true_reward"]``. Episode statistics from a ``Monitor`` below this
+    wrapper stay on the true reward, which is what we want in the logs.
+
+    Args:
+        venv: the vectorized environments.
+        reward_fn: ``(obs [n, obs_dim], acts [n, act_dim]) -> rewards [n]``.
+        buffer: receives every step (obs before the action, action, true reward, sim state).
+    """
+
+    def __init__(self, venv: VecEnv, reward_fn: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                 buffer: TrajectoryBuffer):
+        super().__init__(venv)
+        self.reward_fn, self.buffer = reward_fn, buffer
+        self._obs = self._actions = None
+
+    def reset(self):
+        self.buffer.end_episodes()
+        self._obs = self.venv.reset()
+        return self._obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+        self.venv.step_async(actions)
+
+    def step_wait(self):
+        obs, true_rewards, dones, infos = self.venv.step_wait()
+        flat_obs = self._obs.reshape(self.num_envs, -1).astype(np.float32, copy=False)
+        acts = encode_actions(self.action_space, self._actions)
+        states = [info.get("sim_state") for info in infos]
+        self.buffer.add(flat_obs, acts, true_rewards, dones, states if states[0] is not None else None)
+        for info, r in zip(infos, true_rewards):
+            info["true_reward"] = float(r)
+        self._obs = obs
+        return obs, self.reward_fn(flat_obs, acts).astype(np.float32), dones, infos
