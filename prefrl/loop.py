@@ -89,6 +89,7 @@ class Run:
         if saved is None:
             rundir.write_run(self.dir, asdict(cfg))
         self.rng = np.random.default_rng([cfg.seed, 1])
+        torch.manual_seed(cfg.seed)  # same seed, same reward model, same queries, same labels
         self.buffer = TrajectoryBuffer(cfg.n_envs, self.clip_steps, cfg.buffer_steps, env_id=cfg.env)
         self.ensemble = RewardEnsemble(obs_dim, act_dim, cfg.ensemble_size, cfg.reward_hidden)
         self.trainer = RewardTrainer(self.ensemble, lr=cfg.reward_lr, epochs=cfg.reward_epochs, seed=cfg.seed)

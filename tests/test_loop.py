@@ -1,0 +1,144 @@
+"""The whole loop on the tiny env: it learns, survives short episodes and a kill -9."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from prefrl.buffer import TrajectoryBuffer
+from prefrl.config import TrainConfig
+from prefrl.environment import make_env
+from prefrl.evaluation import evaluate
+from prefrl.loop import train
+from prefrl.reward import RewardEnsemble
+from prefrl.store import PreferenceStore
+
+TOY = "prefrl/PointGoal-v0"
+FAST = dict(n_steps=256, refit_every=4096, eval_episodes=10)
+
+
+class RandomPolicy:
+    def __init__(self, space):
+        self.space = space
+
+    def predict(self, obs, deterministic=True):
+        return self.space.sample(), None
+
+
+def held_out_pairs(n, seed):
+    """Clips of a random policy on the toy env, labeled by their true returns."""
+    env = make_env(TOY, seed=seed)
+    env.action_space.seed(seed)
+    buffer = TrajectoryBuffer(1, 25)
+    obs, _ = env.reset(seed=seed)
+    for _ in range(3000):
+        action = env.action_space.sample()
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        buffer.add(obs[None], action[None], np.array([reward]), np.array([terminated or truncated]))
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    clips = buffer.sample_clips(2 * n, np.random.default_rng(seed))
+    return clips[0::2], clips[1::2]
+
+
+def test_learns_from_synthetic_preferences(tmp_path):
+    cfg = TrainConfig(env=TOY, run_dir=str(tmp_path / "run"), labels=100, timesteps=20_480, **FAST)
+    summary = train(cfg, progress=False)
+    random_return = evaluate(RandomPolicy(make_env(TOY).action_space), TOY, 20, seed=1)["true_return_mean"]
+    assert summary["labels"] == 100
+    assert summary["true_return_mean"] > random_return + 10, (summary, random_return)
+
+    # The ensemble ranks unseen clips the way the true reward does.
+    ensemble = RewardEnsemble(4, 2)
+    ensemble.load_state_dict(torch.load(tmp_path / "run/checkpoint/reward.pt", weights_only=False)["ensemble"])
+    left, right = held_out_pairs(300, seed=5)
+    predicted = (ensemble.clip_returns(np.stack([c.obs for c in left]), np.stack([c.acts for c in left]))
+                 - ensemble.clip_returns(np.stack([c.obs for c in right]), np.stack([c.acts for c in right]))).mean(0)
+    truth = np.array([a.true_return - b.true_return for a, b in zip(left, right)])
+    assert ((predicted > 0) == (truth > 0)).mean() > 0.75
+
+    for name in ("summary.json", "policy.zip", "progress.csv", "prefs.sqlite", "run.json"):
+        assert (tmp_path / "run" / name).exists()
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "run/tb").iterdir())
+    from stable_baselines3 import PPO
+    assert PPO.load(tmp_path / "run/policy.zip").observation_space.shape == (4,)
+
+
+def test_true_reward_baseline_writes_the_same_outputs(tmp_path):
+    cfg = TrainConfig(env=TOY, run_dir=str(tmp_path / "true"), true_reward=True, timesteps=4096, **FAST)
+    summary = train(cfg, progress=False)
+    for key in ("env", "timesteps", "labels", "true_return_mean", "true_return_std", "eval_episodes", "wall_seconds"):
+        assert key in summary
+    assert summary["labels"] == 0 and summary["mode"] == "true-reward"
+    assert json.loads((tmp_path / "true/summary.json").read_text()) == summary
+
+
+def test_episodes_shorter_than_a_clip_do_not_stop_the_loop(tmp_path):
+    """PointGoalFall ends most random episodes in under 10 steps; clips are 25 steps."""
+    cfg = TrainConfig(env="prefrl/PointGoalFall-v0", run_dir=str(tmp_path / "fall"), labels=40,
+                      timesteps=4096, clip_steps=25, **FAST)
+    summary = train(cfg, progress=False)
+    assert summary["labels"] == 40
+    with PreferenceStore(tmp_path / "fall/prefs.sqlite") as store:
+        left, right, _ = store.preferences()
+    lengths = [c.length for c in left + right]
+    assert min(lengths) < 10 and all(c.steps == 25 for c in left + right)
+    short = next(c for c in left + right if c.length < 25)
+    assert np.all(short.rewards[short.length:] == 0)
+    assert np.all(short.obs[short.length:] == short.obs[short.length - 1])
+
+
+def test_same_seed_same_labels(tmp_path):
+    answers = []
+    for name in ("a", "b"):
+        cfg = TrainConfig(env=TOY, run_dir=str(tmp_path / name), labels=20, timesteps=1024, oracle="stochastic",
+                          n_steps=256, refit_every=1024, eval_episodes=1)
+        train(cfg, progress=False)
+        with PreferenceStore(tmp_path / name / "prefs.sqlite") as store:
+            left, right, _ = store.preferences()
+            answers.append(([l.answer for l in store.labels()], [c.true_return for c in left]))
+    assert answers[0] == answers[1]
+
+
+def _answers(path):
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT id, query_id, answer FROM answers WHERE status='current'").fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        db.close()
+
+
+def test_kill_9_then_resume_loses_no_label_and_keeps_the_budget(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "prefrl", "train", "--env", TOY, "--run-dir", str(run_dir), "--labels", "60",
+            "--timesteps", "16384", "--refit-every", "2048", "--n-steps", "256", "--eval-episodes", "2", "--no-progress"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill it after its first checkpoint, mid-training
+        state = run_dir / "checkpoint" / "state.json"
+        if state.exists() and json.loads(state.read_text())["timesteps"] >= 4096:
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("training never reached its second checkpoint: " + proc.stderr.read().decode())
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _answers(run_dir / "prefs.sqlite")
+    assert 15 <= len(before) < 60
+    assert not (run_dir / "summary.json").exists()
+
+    done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    after = _answers(run_dir / "prefs.sqlite")
+    assert set(before) <= set(after)
+    assert len(after) == 60
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["labels"] == 60 and summary["timesteps"] >= 16384
