@@ -16,12 +16,12 @@ from prefrl.errors import UserError
 
 
 def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None,
-             **kwargs) -> gym.Env:
+             record_states: bool = True, **kwargs) -> gym.Env:
     """``gym.make(env_id, render_mode=..., **kwargs)`` with prefrl's envs registered.
 
     ``env_id`` is anything gymnasium takes, including ``"module:Env-vN"`` for a user's
     module that registers ``Env-vN`` on import. MuJoCo envs come wrapped in
-    :class:`RecordSimState`. With a ``seed``, the env's RNG is seeded by one
+    :class:`RecordSimState` unless ``record_states`` is off (nothing will be replayed). With a ``seed``, the env's RNG is seeded by one
     ``reset(seed=seed)`` (later plain resets continue that stream, so runs repeat) and so
     is its action space.
 
@@ -44,7 +44,7 @@ def make_env(env_id: str, seed: int | None = None, render_mode: str | None = Non
         if not str(e).startswith("No registered env"):
             raise  # an error from inside the env's constructor, not from the id
         raise _unknown(env_id, str(e))
-    if is_mujoco(env):
+    if record_states and is_mujoco(env):
         env = RecordSimState(env)
     if seed is not None:
         env.reset(seed=seed)

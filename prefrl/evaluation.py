@@ -11,7 +11,7 @@ def evaluate(policy, env_id: str, episodes: int, seed: int = 0) -> dict:
 
     Returns ``{"true_return_mean", "true_return_std", "eval_episodes", "episode_lengths"}``.
     """
-    env = make_env(env_id)
+    env = make_env(env_id, record_states=False)
     returns, lengths = [], []
     try:
         for i in range(episodes):

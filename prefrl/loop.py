@@ -123,7 +123,9 @@ class Run:
         from stable_baselines3.common.vec_env import DummyVecEnv
 
         # DummyVecEnv: on 2 cores it beat SubprocVecEnv (shared/DESIGN.md measurements).
-        venv = DummyVecEnv([lambda: Monitor(make_env(self.cfg.env)) for _ in range(self.cfg.n_envs)])
+        record = not self.cfg.true_reward
+        venv = DummyVecEnv([lambda: Monitor(make_env(self.cfg.env, record_states=record))
+                            for _ in range(self.cfg.n_envs)])
         venv.seed(self.cfg.seed)
         if self.cfg.true_reward:
             return venv

@@ -86,30 +86,41 @@ class RewardEnsemble(nn.Module):
         """The reward the agent sees: mean over members of normalized rewards, ``[B, ·]`` → ``[B]``.
 
         Runs every environment step, so it uses a NumPy copy of the weights (refreshed after
-        each change): torch's per-call overhead would dominate at batch sizes of 1–8.
+        each change) with the members side by side in block-diagonal matrices: one small
+        matrix product per layer, where torch's per-call overhead would dominate.
         """
         if self._numpy_weights is None:
             self._numpy_weights = self._export()
         in_mean, in_std, layers, out_mean, out_std = self._numpy_weights
-        h = (np.concatenate([obs, acts], axis=-1).astype(np.float32) - in_mean) / in_std
-        h = np.broadcast_to(h, (len(self.members),) + h.shape)
+        h = (np.concatenate([obs, acts], axis=-1, dtype=np.float32) - in_mean) / in_std
         for i, (w, b) in enumerate(layers):
             h = h @ w + b
             if i < len(layers) - 1:
-                h = np.where(h > 0, h, LEAKY_SLOPE * h)
-        rewards = (h[..., 0] - out_mean[:, None]) / out_std[:, None]
-        return rewards.mean(0)
+                h = np.maximum(h, LEAKY_SLOPE * h)
+        return ((h - out_mean) / out_std).mean(-1)
 
     def _export(self):
+        """Members' layers as ``[in, M·out]`` (first) and block-diagonal ``[M·in, M·out]`` matrices."""
         linears = [[m for m in member.net if isinstance(m, nn.Linear)] for member in self.members]
         layers = []
         for depth in range(len(linears[0])):
-            w = np.stack([lin[depth].weight.detach().numpy().T for lin in linears])
-            b = np.stack([lin[depth].bias.detach().numpy() for lin in linears])[:, None, :]
-            layers.append((w, b))
+            weights = [lin[depth].weight.detach().numpy().T for lin in linears]
+            w = np.concatenate(weights, axis=1) if depth == 0 else _block_diagonal(weights)
+            b = np.concatenate([lin[depth].bias.detach().numpy() for lin in linears])
+            layers.append((w.astype(np.float32), b.astype(np.float32)))
         return (self.in_mean.numpy().copy(), self.in_std.numpy().copy(), layers,
                 self.out_mean.numpy().copy(), self.out_std.numpy().copy())
 
     def invalidate(self) -> None:
         """Call after changing weights in place (the trainer does), so `predict` re-exports them."""
         self._numpy_weights = None
+
+
+def _block_diagonal(blocks: list[np.ndarray]) -> np.ndarray:
+    rows, cols = sum(b.shape[0] for b in blocks), sum(b.shape[1] for b in blocks)
+    out = np.zeros((rows, cols), dtype=blocks[0].dtype)
+    r = c = 0
+    for b in blocks:
+        out[r:r + b.shape[0], c:c + b.shape[1]] = b
+        r, c = r + b.shape[0], c + b.shape[1]
+    return out
