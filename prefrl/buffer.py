@@ -9,10 +9,10 @@ from prefrl.clips import Clip
 
 
 class _Episode:
-    __slots__ = ("obs", "acts", "rewards", "states", "_arrays")
+    __slots__ = ("obs", "acts", "rewards", "states", "frames", "_arrays")
 
     def __init__(self):
-        self.obs, self.acts, self.rewards, self.states = [], [], [], []
+        self.obs, self.acts, self.rewards, self.states, self.frames = [], [], [], [], []
         self._arrays = None
 
     def __len__(self) -> int:
@@ -21,8 +21,9 @@ class _Episode:
     def arrays(self):
         if self._arrays is None or len(self._arrays[0]) != len(self.obs):
             states = np.asarray(self.states) if self.states and self.states[0] is not None else None
+            frames = np.asarray(self.frames, np.uint8) if self.frames and self.frames[0] is not None else None
             self._arrays = (np.asarray(self.obs, np.float32), np.asarray(self.acts, np.float32),
-                            np.asarray(self.rewards, np.float32), states)
+                            np.asarray(self.rewards, np.float32), states, frames)
         return self._arrays
 
 
@@ -50,13 +51,18 @@ class TrajectoryBuffer:
         return self._done_steps + sum(len(e) for e in self._open)
 
     def add(self, obs: np.ndarray, acts: np.ndarray, rewards: np.ndarray, dones: np.ndarray,
-            states: list[np.ndarray | None] | None = None) -> None:
-        """Record one vectorized step: ``obs [n_envs, obs_dim]`` acted on with ``acts [n_envs, act_dim]``."""
+            states: list[np.ndarray | None] | None = None,
+            frames: list[np.ndarray | None] | None = None) -> None:
+        """Record one vectorized step: ``obs [n_envs, obs_dim]`` acted on with ``acts [n_envs, act_dim]``.
+
+        ``states``/``frames``: per env, the simulator state or rendered frame of ``obs``.
+        """
         for i, episode in enumerate(self._open):
             episode.obs.append(obs[i])
             episode.acts.append(acts[i])
             episode.rewards.append(rewards[i])
             episode.states.append(None if states is None else states[i])
+            episode.frames.append(None if frames is None else frames[i])
             if dones[i]:
                 self._done.append(episode)
                 self._done_steps += len(episode)
@@ -85,7 +91,7 @@ class TrajectoryBuffer:
         return [self._cut(episodes[i], int(rng.integers(windows[i]))) for i in picks]
 
     def _cut(self, episode: _Episode, start: int) -> Clip:
-        obs, acts, rewards, states = episode.arrays()
+        obs, acts, rewards, states, frames = episode.arrays()
         end = min(start + self.clip_steps, len(obs))
         length = end - start
         pad = self.clip_steps - length
@@ -98,7 +104,8 @@ class TrajectoryBuffer:
             return np.concatenate([x, tail])
 
         return Clip(obs=window(obs, True), acts=window(acts, False), rewards=window(rewards, False),
-                    length=length, states=None if states is None else window(states, True), env_id=self.env_id)
+                    length=length, states=None if states is None else window(states, True),
+                    frames=None if frames is None else window(frames, True), env_id=self.env_id)
 
     def sample_steps(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``n`` random single steps: ``(obs [n, obs_dim], acts [n, act_dim])``, e.g. to normalize rewards."""

@@ -43,7 +43,38 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=10, help="deterministic evaluation episodes")
     ev.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes")
     ev.set_defaults(func=_eval)
+
+    label = sub.add_parser("label", help="open a comparison window and answer a run's queries",
+                           description="Answer a run's queries in a window; any number can run at once.")
+    label.add_argument("run_dir", help="a folder made by `prefrl train`")
+    label.add_argument("--labeler", help="your name in the store (default: user@host:pid)")
+    label.set_defaults(func=_label)
+
+    play = sub.add_parser("play", help="watch a run's policy in a window, or write a video")
+    play.add_argument("run_dir", help="a folder made by `prefrl train`")
+    play.add_argument("--video", metavar="FILE", help="write FILE.mp4 or FILE.gif instead of opening a window")
+    play.add_argument("--episodes", type=int, default=1, help="episodes to play")
+    play.add_argument("--seed", type=int, default=0, help="seed of the episodes")
+    play.set_defaults(func=_play)
     return parser
+
+
+def _label(args) -> int:
+    from prefrl import rundir
+    from prefrl.ui.labeler import run
+
+    rundir.read_run(Path(args.run_dir))
+    print(json.dumps(run(args.run_dir, labeler=args.labeler), indent=2))
+    return 0
+
+
+def _play(args) -> int:
+    from prefrl.play import play
+
+    if args.episodes <= 0:
+        raise UserError(f"--episodes must be a positive number (got {args.episodes})")
+    print(json.dumps(play(args.run_dir, video=args.video, episodes=args.episodes, seed=args.seed), indent=2))
+    return 0
 
 
 def _train(args) -> int:

@@ -16,12 +16,14 @@ from prefrl.errors import UserError
 
 
 def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None,
-             record_states: bool = True, **kwargs) -> gym.Env:
+             record_states: bool = True, record_frames: bool = False, **kwargs) -> gym.Env:
     """``gym.make(env_id, render_mode=..., **kwargs)`` with prefrl's envs registered.
 
     ``env_id`` is anything gymnasium takes, including ``"module:Env-vN"`` for a user's
     module that registers ``Env-vN`` on import. MuJoCo envs come wrapped in
-    :class:`RecordSimState` unless ``record_states`` is off (nothing will be replayed). With a ``seed``, the env's RNG is seeded by one
+    :class:`RecordSimState` unless ``record_states`` is off (nothing will be replayed);
+    with ``record_frames``, envs that cannot be replayed from states record frames instead
+    (:class:`RecordFrames`, for showing clips to a person). With a ``seed``, the env's RNG is seeded by one
     ``reset(seed=seed)`` (later plain resets continue that stream, so runs repeat) and so
     is its action space.
 
@@ -36,16 +38,19 @@ def make_env(env_id: str, seed: int | None = None, render_mode: str | None = Non
             importlib.import_module(module)
         except Exception as e:  # any failure to import is the user's module or spelling
             raise _unknown(env_id, f"module '{module}' does not import ({type(e).__name__}: {e})")
+    frames_needed = record_frames and render_mode is None
     try:
-        env = gym.make(env_id, render_mode=render_mode, **kwargs)
+        env = gym.make(env_id, render_mode="rgb_array" if frames_needed else render_mode, **kwargs)
     except (gym.error.UnregisteredEnv, gym.error.DeprecatedEnv) as e:
         raise _unknown(env_id, str(e))
     except gym.error.Error as e:
         if not str(e).startswith("No registered env"):
             raise  # an error from inside the env's constructor, not from the id
         raise _unknown(env_id, str(e))
-    if record_states and is_mujoco(env):
+    if (record_states or record_frames) and is_mujoco(env):
         env = RecordSimState(env)
+    elif frames_needed:
+        env = RecordFrames(env)
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
@@ -127,6 +132,20 @@ class RecordSimState(gym.Wrapper):
         state = get_sim_state(self.env)
         obs, reward, terminated, truncated, info = self.env.step(action)
         info["sim_state"] = state
+        return obs, reward, terminated, truncated, info
+
+
+class RecordFrames(gym.Wrapper):
+    """Adds ``info["frame"]``: the rendered frame of the observation acted on (uint8 [H, W, 3]).
+
+    For envs that cannot be replayed from a stored state; costs a render per step, so the
+    loop uses it only when a person will look at clips.
+    """
+
+    def step(self, action):
+        frame = np.asarray(self.env.render(), dtype=np.uint8)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info["frame"] = frame
         return obs, reward, terminated, truncated, info
 
 

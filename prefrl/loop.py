@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,6 +27,7 @@ from prefrl.store import PreferenceStore
 from prefrl.trainer import RewardTrainer
 from prefrl.vec_env import LearnedRewardVecEnv, action_dim
 
+FRAME_BUFFER_STEPS = 20_000  # recorded frames are large; the newest steps are what gets asked about
 FIRST_FIT_EPOCHS = 5  # the first fit sees only initial-policy labels; fit them longer (A.2 does so on Atari)
 
 
@@ -41,7 +45,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if not cfg.true_reward and run.timesteps == 0 and run.fits == 0:
         run.collect_initial_experience()  # 25% of the budget from the initial policy (A.1)
         run.ask_and_answer(labels_due(0, cfg.labels, cfg.timesteps, cfg.initial_label_fraction, cfg.label_horizon))
-        run.fit_reward(epochs=cfg.reward_epochs * FIRST_FIT_EPOCHS)
+        run.fit_reward()
         run.save_checkpoint()
     elif not cfg.true_reward and run.store.num_answers():
         run.fit_reward()  # answers recorded after the checkpoint we resumed from
@@ -75,7 +79,10 @@ class Run:
         probe.close()
         if cfg.selector not in SELECTORS:
             raise UserError(f"unknown selector '{cfg.selector}': use one of {', '.join(SELECTORS)}")
-        self.oracle = None if cfg.true_reward else make_oracle(
+        self.human = cfg.oracle == "human" and not cfg.true_reward
+        if self.human and not cfg.no_window:
+            check_display()
+        self.oracle = None if cfg.true_reward or self.human else make_oracle(
             cfg.oracle, seed=cfg.seed, beta=cfg.oracle_beta, gamma=cfg.oracle_gamma, eps=cfg.oracle_eps,
             skip=cfg.oracle_skip, equal=cfg.oracle_equal)
         store_path = self.dir / rundir.STORE_FILE
@@ -90,7 +97,9 @@ class Run:
             rundir.write_run(self.dir, asdict(cfg))
         self.rng = np.random.default_rng([cfg.seed, 1])
         torch.manual_seed(cfg.seed)  # same seed, same reward model, same queries, same labels
-        self.buffer = TrajectoryBuffer(cfg.n_envs, self.clip_steps, cfg.buffer_steps, env_id=cfg.env)
+        # Human mode records frames for envs that cannot be replayed: keep fewer steps then.
+        capacity = min(cfg.buffer_steps, FRAME_BUFFER_STEPS) if self.human else cfg.buffer_steps
+        self.buffer = TrajectoryBuffer(cfg.n_envs, self.clip_steps, capacity, env_id=cfg.env)
         self.ensemble = RewardEnsemble(obs_dim, act_dim, cfg.ensemble_size, cfg.reward_hidden)
         self.trainer = RewardTrainer(self.ensemble, lr=cfg.reward_lr, epochs=cfg.reward_epochs, seed=cfg.seed)
         self.venv = self._make_venv()
@@ -111,20 +120,30 @@ class Run:
                 saved_model = torch.load(checkpoint / "reward.pt", weights_only=False)
                 self.ensemble.load_state_dict(saved_model["ensemble"])
                 self.trainer.load_state_dict(saved_model["trainer"])
-                self.oracle.rng.bit_generator.state = saved_model["oracle_rng"]
+                if self.oracle is not None and saved_model.get("oracle_rng"):
+                    self.oracle.rng.bit_generator.state = saved_model["oracle_rng"]
         from stable_baselines3.common.logger import configure
 
         self.agent.set_logger(configure(str(self.dir / "tb"), ["tensorboard"]))
-        self.last_fit = None
+        self.last_fit, self.answers_fitted, self.window = None, -1, None
         self.started = time.time()
+        self.heartbeat()
+        if self.human and not cfg.no_window:  # a separate process: neither waits on the other
+            self.window = subprocess.Popen([sys.executable, "-m", "prefrl", "label", str(self.dir)])
+
+    def heartbeat(self, status: str = "training") -> None:
+        """Tell labeling windows how the agent is doing (they show it in their status line)."""
+        self.store.set_meta("trainer_status", status)
+        self.store.set_meta("trainer_heartbeat", str(time.time()))
+        self.store.set_meta("label_budget", str(self.cfg.labels))
 
     def _make_venv(self):
         from stable_baselines3.common.monitor import Monitor
         from stable_baselines3.common.vec_env import DummyVecEnv
 
         # DummyVecEnv: on 2 cores it beat SubprocVecEnv (shared/DESIGN.md measurements).
-        record = not self.cfg.true_reward
-        venv = DummyVecEnv([lambda: Monitor(make_env(self.cfg.env, record_states=record))
+        record, frames = not self.cfg.true_reward, self.human
+        venv = DummyVecEnv([lambda: Monitor(make_env(self.cfg.env, record_states=record, record_frames=frames))
                             for _ in range(self.cfg.n_envs)])
         venv.seed(self.cfg.seed)
         if self.cfg.true_reward:
@@ -141,10 +160,16 @@ class Run:
             obs, *_ = self.venv.step(action)
 
     def ask_and_answer(self, due: int) -> None:
-        """Make queries up to the schedule's count and have the oracle answer all pending ones."""
+        """Make queries up to the schedule's count; a synthetic oracle answers all pending ones.
+
+        People answer in their own windows at their own pace; the agent does not wait.
+        """
+        self.heartbeat()
         new = due - self.store.num_answers() - len(self.store.pending_queries())
         if new > 0:
             self._ask(new)
+        if self.human:
+            return
         pending = self.store.pending_queries()
         if not pending:
             return
@@ -163,7 +188,12 @@ class Run:
         picked = select(self.cfg.selector, returns_left, returns_right, n, self.rng)
         self.store.add_queries([(left[i], right[i]) for i in picked], [float(scores[i]) for i in picked])
 
-    def fit_reward(self, epochs: int | None = None) -> None:
+    def fit_reward(self) -> None:
+        """Refit the ensemble on every answer in the store (nothing to do if none are new)."""
+        answers = self.store.num_answers()
+        if answers == self.answers_fitted:
+            return  # nothing new to learn from
+        self.answers_fitted = answers
         left, right, mu = self.store.preferences()
         if len(mu) == 0:
             return
@@ -172,6 +202,7 @@ class Run:
         if self.fits == 0:  # fix input statistics on the initial policy's experience
             self.ensemble.set_input_stats(np.concatenate([obs_l, obs_r]).reshape(-1, obs_l.shape[-1]),
                                           np.concatenate([acts_l, acts_r]).reshape(-1, acts_l.shape[-1]))
+        epochs = self.cfg.reward_epochs * FIRST_FIT_EPOCHS if self.fits == 0 else None
         metrics = self.trainer.fit(obs_l, acts_l, obs_r, acts_r, mu, epochs=epochs)
         if len(self.buffer):
             self.ensemble.normalize(*self.buffer.sample_steps(10_000, self.rng))
@@ -187,7 +218,8 @@ class Run:
             self.agent.save(folder / "policy.zip")
             if not self.cfg.true_reward:
                 torch.save({"ensemble": self.ensemble.state_dict(), "trainer": self.trainer.state_dict(),
-                            "oracle_rng": self.oracle.rng.bit_generator.state}, folder / "reward.pt")
+                            "oracle_rng": self.oracle.rng.bit_generator.state if self.oracle else None},
+                           folder / "reward.pt")
             (folder / "state.json").write_text(json.dumps({
                 "timesteps": self.timesteps, "fits": self.fits, "wall_seconds": self.wall_seconds(),
                 "rng": self.rng.bit_generator.state}))
@@ -220,9 +252,20 @@ class Run:
                    "wall_seconds": self.wall_seconds(), "oracle": None if self.cfg.true_reward else self.cfg.oracle,
                    "selector": self.cfg.selector, "seed": self.cfg.seed}
         rundir.atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2))
+        self.heartbeat("finished")
+        if self.window is not None and self.window.poll() is None:
+            self.window.terminate()  # the window releases its claims; answers are already stored
+            self.window.wait(timeout=30)
         self.store.close()
         self.venv.close()
         return summary
+
+
+def check_display() -> None:
+    """A person needs a screen: fail before anything is written if there is none."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("SDL_VIDEODRIVER")):
+        raise UserError("no display for the labeling window: run under Xvfb (xvfb-run -a prefrl ...), "
+                        "pass --no-window and label elsewhere with `prefrl label RUN_DIR`, or use a synthetic --oracle")
 
 
 def _stack(clips) -> tuple[np.ndarray, np.ndarray]:

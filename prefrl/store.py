@@ -39,6 +39,9 @@ CREATE TABLE answers (id INTEGER PRIMARY KEY, query_id INTEGER NOT NULL REFERENC
 -- At most one current answer per query; also makes "is this query pending?" an index lookup.
 CREATE UNIQUE INDEX answers_current ON answers(query_id) WHERE status = 'current';
 CREATE INDEX answers_labeler ON answers(labeler, id);
+-- Which labeling window is showing which query, so two windows never show the same one.
+CREATE TABLE claims (query_id INTEGER PRIMARY KEY REFERENCES queries(id), labeler TEXT NOT NULL,
+    until REAL NOT NULL);
 """
 
 
@@ -183,6 +186,33 @@ class PreferenceStore:
             " (SELECT 1 FROM answers a WHERE a.query_id = q.id AND a.status = 'current')"
             " ORDER BY id LIMIT ?", (-1 if limit is None else limit,))
         return [Query(*row) for row in rows]
+
+    def claim_next(self, labeler: str, lease: float = 300.0, exclude: tuple[int, ...] = ()) -> Query | None:
+        """Reserve the oldest pending query for ``labeler`` for ``lease`` seconds.
+
+        Queries claimed by another labeler whose lease has not run out are skipped, so any
+        number of labeling windows can share a run without showing the same query; a
+        window that died simply lets its leases expire. ``exclude``: ids this labeler
+        already holds (e.g. prefetched) and does not want again.
+        """
+        now = time.time()
+        skip = ",".join(str(int(i)) for i in exclude) or "-1"
+        with _transaction(self._db):
+            row = self._db.execute(
+                "SELECT id, left_clip, right_clip, score FROM queries q WHERE NOT EXISTS"
+                " (SELECT 1 FROM answers a WHERE a.query_id = q.id AND a.status = 'current')"
+                " AND NOT EXISTS (SELECT 1 FROM claims c WHERE c.query_id = q.id AND c.labeler != ?"
+                f" AND c.until > ?) AND q.id NOT IN ({skip}) ORDER BY id LIMIT 1", (labeler, now)).fetchone()
+            if row is None:
+                return None
+            self._db.execute("INSERT OR REPLACE INTO claims(query_id, labeler, until) VALUES (?, ?, ?)",
+                             (row[0], labeler, now + lease))
+        return Query(*row)
+
+    def release(self, query_id: int, labeler: str) -> None:
+        """Give back ``labeler``'s claim on a query it will not answer (e.g. the window closed)."""
+        with _transaction(self._db):
+            self._db.execute("DELETE FROM claims WHERE query_id = ? AND labeler = ?", (query_id, labeler))
 
     def record(self, label: Label) -> int:
         """Record an answer in its own committed transaction and return the answer's id.

@@ -54,7 +54,9 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         flat_obs = self._obs.reshape(self.num_envs, -1).astype(np.float32, copy=False)
         acts = encode_actions(self.action_space, self._actions)
         states = [info.get("sim_state") for info in infos]
-        self.buffer.add(flat_obs, acts, true_rewards, dones, states if states[0] is not None else None)
+        frames = [info.get("frame") for info in infos]
+        self.buffer.add(flat_obs, acts, true_rewards, dones, states if states[0] is not None else None,
+                        frames if frames[0] is not None else None)
         for info, r in zip(infos, true_rewards):
             info["true_reward"] = float(r)
         self._obs = obs

@@ -265,3 +265,26 @@ def test_missing_file(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         PreferenceStore(tmp_path / "nope" / "prefs.sqlite", create=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_two_labelers_never_claim_the_same_query(tmp_path):
+    store = PreferenceStore(tmp_path / "prefs.sqlite", create=True)
+    pairs = [(make_clip(i), make_clip(i + 100)) for i in range(3)]
+    queries = store.add_queries(pairs)
+    other = PreferenceStore(tmp_path / "prefs.sqlite")
+    a = store.claim_next("alice")
+    b = other.claim_next("bob")
+    assert a.id == queries[0].id and b.id == queries[1].id
+    # A labeler gets its own claim back unless it excludes it; an answered query is gone.
+    assert store.claim_next("alice").id == a.id
+    assert store.claim_next("alice", exclude=(a.id,)).id == queries[2].id
+    store.record(Label(a.id, "left", "human", "alice", 1.5))
+    assert other.claim_next("bob", exclude=(b.id,)) is None  # query 3 is alice's
+    # Released or expired claims go to whoever asks next.
+    store.release(queries[2].id, "alice")
+    assert other.claim_next("bob", exclude=(b.id,)).id == queries[2].id
+    other.release(queries[2].id, "bob")
+    assert other.claim_next("bob", lease=0.0, exclude=(b.id,)).id == queries[2].id
+    assert store.claim_next("alice").id == queries[2].id  # bob's zero-second lease expired
+    other.close()
+    store.close()
