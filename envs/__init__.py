@@ -15,6 +15,8 @@ _ENVS = {
     # 1000 steps as in the originals; with no termination every episode runs this long.
     "prefrl/HopperNoTerm-v0": ("prefrl.envs.mujoco_variants:HopperNoTermEnv", 1000),
     "prefrl/Walker2dNoTerm-v0": ("prefrl.envs.mujoco_variants:Walker2dNoTermEnv", 1000),
+    # Christiano et al. 2017 §3.2; 1000 steps (8 s) leaves room for several flips.
+    "prefrl/HopperBackflip-v0": ("prefrl.envs.backflip:HopperBackflipEnv", 1000),
 }
 
 ENV_IDS = tuple(_ENVS)

@@ -23,7 +23,7 @@ class TrainConfig:
     timesteps: int = _f(1_000_000, "agent environment steps for PPO")
     labels: int = _f(700, "total preference answers to ask for (the label budget)")
     true_reward: bool = _f(False, "train PPO on the environment's own reward (the baseline); no labels")
-    oracle: str = _f("perfect", "who answers: human, or a synthetic teacher: perfect, stochastic, mistake, myopic, skip, equal")
+    oracle: str = _f("perfect", "who answers: human, backflip (scripted judge), or a B-Pref teacher: perfect, stochastic, mistake, myopic, skip, equal")
     no_window: bool = _f(False, "with --oracle human: open no labeling window here (use `prefrl label RUN_DIR`)")
     oracle_beta: float | None = _f(None, "rationality of the stochastic teacher (B-Pref)")
     oracle_gamma: float | None = _f(None, "discount of the myopic teacher; later steps weigh more")

@@ -90,6 +90,7 @@ class Run:
             raise UserError(f"{store_path} exists without a run: move it away or choose another --run-dir")
         # Nothing has been written so far; from here on we create and open files.
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = rundir.lock(self.dir)
         self.store = PreferenceStore(store_path, create=True, meta={"env_id": cfg.env})
         if self.store.meta.get("env_id", cfg.env) != cfg.env:
             raise UserError(f"{store_path} was made for {self.store.meta['env_id']}, not {cfg.env}: choose another --run-dir")

@@ -147,8 +147,12 @@ def make_oracle(name: str, seed: int = 0, **overrides) -> SimulatedTeacher:
     Raises:
         UserError: unknown name, unknown parameter, or a parameter out of range.
     """
+    if name == "backflip":  # a scripted judge of torso rotation (prefrl/HopperBackflip-v0)
+        from prefrl.envs.backflip import BackflipJudge
+
+        return BackflipJudge(seed=seed)
     if name not in ORACLES:
-        raise UserError(f"unknown oracle {name!r}; choose one of: {', '.join(ORACLES)}")
+        raise UserError(f"unknown oracle {name!r}; choose one of: human, backflip, {', '.join(ORACLES)}")
     params = dict(ORACLES[name])
     for key, value in overrides.items():
         if key not in _FLAGS:

@@ -62,6 +62,31 @@ def check_new_or_resume(run_dir: Path, env_id: str, resume: bool) -> dict | None
     return None
 
 
+def lock(run_dir: Path):
+    """Hold ``RUN_DIR/train.lock`` for this process's lifetime: one trainer per run directory.
+
+    Two trainers on one run would both write checkpoints and ask for labels. The lock is an
+    OS lock (``flock``), so a killed trainer leaves none behind. Returns the open file.
+    """
+    import fcntl
+
+    path = Path(run_dir) / "train.lock"
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise UserError(f"{run_dir} is in use by another `prefrl train` ({owner}): "
+                        "wait for it to finish or stop it, then --resume") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
+
+
 def write_run(run_dir: Path, config: dict) -> None:
     atomic_write_text(Path(run_dir) / RUN_FILE, json.dumps(
         {"application": "prefrl", "version": prefrl.__version__, "config": config}, indent=2))

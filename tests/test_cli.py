@@ -138,3 +138,16 @@ def test_help_lists_every_setting(capsys):
     out = capsys.readouterr().out
     for flag in ("--env", "--labels", "--oracle-eps", "--selector", "--config", "--resume", "--true-reward"):
         assert flag in out
+
+
+def test_a_second_trainer_on_a_busy_run_is_refused(capsys, toy_run):
+    from prefrl import rundir
+
+    held = rundir.lock(toy_run)  # as a running `prefrl train` holds it
+    try:
+        before = snapshot(toy_run)
+        code, err = run_cli(capsys, "train", "--run-dir", str(toy_run), "--resume", "--no-progress")
+        assert_one_line(code, err, "in use", "pid")
+        assert snapshot(toy_run) == before
+    finally:
+        held.close()

@@ -1,0 +1,258 @@
+"""The Hopper backflip: a behaviour with no reward function, taught from preferences.
+
+Christiano et al. 2017 (§3.2) teach a Hopper to do backflips from about 900 human
+queries in under an hour, a behaviour for which writing a reward is hard. This module
+gives that task a measurable form so runs can be scripted and scored:
+
+* :class:`HopperBackflipEnv`, a Hopper-v5 that never ends an episode for falling (it
+  must be free to go upside down) and whose *true* reward measures backflipping. In a
+  preference run the agent never sees it; only evaluation and the ``perfect`` oracle do.
+* :func:`torso_rotation`, :func:`is_full_backflip`, :func:`count_backflips`: the success
+  test on recorded ``[T, nq+nv]`` states (:class:`prefrl.clips.Clip` ``states``).
+* :class:`BackflipJudge`, a scripted labeler that answers queries like a person asked
+  "which one is more of a backflip?", and :func:`evaluate_backflips`.
+
+Sign convention (checked in ``tests/test_backflip.py``). Hopper's ``qpos`` is
+``[rootx, rootz, rooty, thigh, leg, foot]``; ``rooty = qpos[2]`` is a hinge about +y. By
+the right-hand rule a positive ``rooty`` turns +z towards +x, so it tips the top of the
+torso towards +x, which is *forward*: the foot's toe points along +x and Hopper's own
+reward pays for +x velocity. Setting ``qpos[2] = +0.3`` moves the torso's top by +0.06 in
+x relative to its centre; ``-0.3`` by -0.06. A **backward** rotation (head goes back, then
+under) therefore *decreases* ``qpos[2]``: backward rotation is ``-Δqpos[2]`` and the
+backward angular velocity is ``-qvel[2]``. The hinge is unlimited and not wrapped, so
+``qpos[2]`` keeps counting past ±2π.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from gymnasium import utils
+from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
+
+ANGLE, HEIGHT = 2, 1
+"""Indices into a Hopper state ``qpos‖qvel``: root pitch (``rooty``) and torso height (``rootz``)."""
+
+TURN = 2 * math.pi
+
+UPRIGHT_TOL = 0.35
+"""Radians (~20°) the torso may lean from vertical and still count as upright. Hopper's own
+health check allows ±0.2; a landing wobbles more than standing does."""
+
+MIN_HEIGHT = 0.7
+"""Torso height (``qpos[1]``) above which the hopper is standing, Hopper's healthy ``z`` floor."""
+
+MIN_UPRIGHT_STEPS = 10
+"""Consecutive upright steps that make a landing (10 × 8 ms = 0.08 s): one upright frame
+mid-air on the way round is not a landing."""
+
+
+def torso_rotation(states: np.ndarray) -> np.ndarray:
+    """Cumulative backward rotation of the torso, in radians, at each step.
+
+    Args:
+        states: ``[T, nq+nv]`` Hopper states (``qpos‖qvel``), ``T >= 1``.
+
+    Returns:
+        float64 ``[T]``: ``-(θ_t - θ_0)`` with ``θ = qpos[2]``, so entry 0 is 0, a full
+        backward turn adds ``2π`` and forward rotation counts negative. Angles are
+        unwrapped first, so states whose angle was wrapped to ``(-π, π]`` work too.
+    """
+    angle = np.unwrap(_angles(states))
+    return -(angle - angle[0])
+
+
+def _angles(states: np.ndarray) -> np.ndarray:
+    states = np.asarray(states, dtype=np.float64)
+    if states.ndim != 2 or states.shape[0] == 0 or states.shape[1] <= ANGLE:
+        raise ValueError(f"expected Hopper states [T, nq+nv] with T >= 1, got shape {states.shape}")
+    return states[:, ANGLE]
+
+
+def is_upright(angle, height) -> np.ndarray:
+    """Whether the torso is within :data:`UPRIGHT_TOL` of vertical (any number of turns
+    round) and at least :data:`MIN_HEIGHT` high. Works elementwise on arrays."""
+    lean = np.abs(np.remainder(np.asarray(angle) + math.pi, TURN) - math.pi)  # wrapped to [0, π]
+    return (lean < UPRIGHT_TOL) & (np.asarray(height) > MIN_HEIGHT)
+
+
+class FlipCounter:
+    """Counts landed backflips one step at a time; the single definition of success.
+
+    Flip ``k`` (1, 2, ...) is landed at the step where the hopper has been upright
+    (:func:`is_upright`) for :data:`MIN_UPRIGHT_STEPS` consecutive steps, every one of them
+    with cumulative backward rotation ``>= 2πk - UPRIGHT_TOL``. The ``- UPRIGHT_TOL``
+    makes the two tests agree: a landing at ``2π - 0.1`` is upright by the upright test,
+    so it is a full turn too. Forward rotation after a flip must be undone before the
+    next one counts, and standing still after a landing never counts twice.
+    """
+
+    def __init__(self):
+        self.flips = 0
+        self._run = 0  # consecutive qualifying upright steps so far
+
+    def update(self, rotation: float, angle: float, height: float) -> bool:
+        """Feed one step; ``True`` when this step completes a landed flip."""
+        turned = rotation >= TURN * (self.flips + 1) - UPRIGHT_TOL
+        self._run = self._run + 1 if turned and is_upright(angle, height) else 0
+        if self._run >= MIN_UPRIGHT_STEPS:
+            self.flips, self._run = self.flips + 1, 0
+            return True
+        return False
+
+
+def count_backflips(states: np.ndarray) -> int:
+    """Landed backflips in ``[T, nq+nv]`` states of one episode (see :class:`FlipCounter`)."""
+    rotation = torso_rotation(states)
+    states = np.asarray(states, dtype=np.float64)
+    counter = FlipCounter()
+    for rot, angle, height in zip(rotation, states[:, ANGLE], states[:, HEIGHT]):
+        counter.update(rot, angle, height)
+    return counter.flips
+
+
+def is_full_backflip(states: np.ndarray) -> bool:
+    """The success test: did this episode contain at least one landed backflip?
+
+    True iff, within ``states`` (``[T, nq+nv]``, one episode from its start), the torso's
+    cumulative backward rotation (:func:`torso_rotation`) reaches ``2π - UPRIGHT_TOL``
+    (a full turn, up to the upright tolerance) and, from then on, the hopper is upright —
+    ``|qpos[2] mod 2π| < UPRIGHT_TOL`` (0.35 rad) and torso height ``qpos[1] > 0.7`` — for
+    ``MIN_UPRIGHT_STEPS`` (10) consecutive steps. Half a flip, or a full turn that ends
+    lying down, is not one.
+    """
+    return count_backflips(states) >= 1
+
+
+class HopperBackflipEnv(HopperEnv):
+    """Hopper-v5 without termination whose true reward is for backflips (§3.2).
+
+    Per step: ``reward = rotation + landing - ctrl_cost`` where
+
+    * ``rotation`` = backward rotation this step / dt, the backward angular velocity in
+      rad/s (forward rotation pays negative), as Hopper's own reward is x-velocity in m/s;
+    * ``landing`` = ``landing_bonus`` once, at the step a flip is landed
+      (:class:`FlipCounter`). Default 800 ≈ what one turn's spinning pays (2π/dt ≈ 785),
+      so a landed flip is worth twice a turn that ends on the floor: spinning alone is
+      not the task;
+    * ``ctrl_cost`` is Hopper's (``1e-3 · |a|²``).
+
+    Hopper's forward and healthy rewards are dropped: travelling is not the task, and
+    "healthy" (upright, |angle| < 0.2) is exactly what a flip has to leave. Episodes never
+    terminate (the hopper must be allowed upside down and to fall) and are truncated at
+    1000 steps (8 s, room for several flips) by the registration.
+    ``info`` gains ``reward_rotation``, ``reward_landing``, ``rotation`` and ``backflips``.
+    """
+
+    def __init__(self, landing_bonus: float = 800.0, **kwargs):
+        kwargs.pop("terminate_when_unhealthy", None)
+        super().__init__(terminate_when_unhealthy=False, **kwargs)
+        self.landing_bonus = float(landing_bonus)
+        # Re-record the constructor args so pickling/copying keeps landing_bonus.
+        utils.EzPickle.__init__(self, landing_bonus=landing_bonus, **kwargs)
+        self._rotation, self._flips = 0.0, FlipCounter()
+
+    def reset_model(self):
+        self._rotation, self._flips = 0.0, FlipCounter()
+        return super().reset_model()
+
+    def step(self, action):
+        before = float(self.data.qpos[ANGLE])
+        obs, _, terminated, truncated, info = super().step(action)
+        angle, height = float(self.data.qpos[ANGLE]), float(self.data.qpos[HEIGHT])
+        turned = -(angle - before)  # backward is decreasing rooty (module doc)
+        self._rotation += turned
+        landed = self._flips.update(self._rotation, angle, height)
+        info["reward_rotation"] = turned / self.dt
+        info["reward_landing"] = self.landing_bonus * landed
+        info["rotation"] = self._rotation
+        info["backflips"] = self._flips.flips
+        reward = info["reward_rotation"] + info["reward_landing"] + info["reward_ctrl"]  # reward_ctrl <= 0
+        return obs, reward, terminated, truncated, info
+
+
+class BackflipJudge:
+    """A scripted labeler for the backflip task, interchangeable with the simulated teachers.
+
+    For each pair it compares the torso's net backward rotation over each clip's real
+    steps (``states[:length]``): more rotation wins. When the two are within ``margin``
+    radians (neither is more of a flip), the clip that *ends* better wins: upright
+    (:func:`is_upright`) beats not, then the higher torso. Identical on all of these →
+    ``"equal"``. It never answers ``"incomparable"`` and is deterministic; ``rng`` is kept
+    because the loop saves and restores every oracle's generator.
+
+    Raises ``ValueError`` for clips without simulator states (``Clip.states is None``).
+    """
+
+    name = "backflip"
+
+    def __init__(self, seed: int = 0, margin: float = 0.25):
+        self.rng = np.random.default_rng(seed)
+        self.margin = float(margin)
+
+    def __repr__(self) -> str:
+        return f"BackflipJudge(margin={self.margin})"
+
+    def __call__(self, left: Sequence, right: Sequence) -> list[str]:
+        """One of ``"left"``, ``"right"``, ``"equal"`` per pair ``(left[i], right[i])``."""
+        if len(left) != len(right):
+            raise ValueError(f"{len(left)} left clips but {len(right)} right clips")
+        return [self._judge(self._features(a), self._features(b)) for a, b in zip(left, right)]
+
+    def _judge(self, a: tuple, b: tuple) -> str:
+        (rot_a, *end_a), (rot_b, *end_b) = a, b
+        if abs(rot_a - rot_b) > self.margin:
+            return "left" if rot_a > rot_b else "right"
+        if end_a == end_b:
+            return "equal"
+        return "left" if end_a > end_b else "right"  # (upright, height), lexicographic
+
+    @staticmethod
+    def _features(clip) -> tuple[float, bool, float]:
+        """(net backward rotation, ends upright, final torso height) over the real steps."""
+        if clip.states is None:
+            raise ValueError("BackflipJudge needs clips with simulator states (Clip.states is None): "
+                             "record them with make_env(..., record_states=True)")
+        states = np.asarray(clip.states[: clip.length], dtype=np.float64)
+        last = states[-1]
+        return (float(torso_rotation(states)[-1]),
+                bool(is_upright(last[ANGLE], last[HEIGHT])), float(last[HEIGHT]))
+
+
+def evaluate_backflips(policy, episodes: int = 5, seed: int = 0,
+                       env_id: str = "prefrl/HopperBackflip-v0") -> dict:
+    """Run ``episodes`` deterministic episodes of ``policy`` (anything with SB3's
+    ``predict``) and score them with the success test.
+
+    Returns ``{"episodes", "full_backflips"`` (episodes passing :func:`is_full_backflip`),
+    ``"backflips"`` (landed flips, all episodes), ``"max_rotation"`` (largest cumulative
+    backward rotation reached in any episode, radians), ``"rotations"`` (per-episode net
+    rotation), ``"true_return_mean"}``.
+    """
+    from prefrl.environment import get_sim_state, make_env
+
+    env = make_env(env_id, record_states=False)
+    full = flips = 0
+    max_rotation, rotations, returns = -math.inf, [], []
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + 10_000 + i)  # the same seeds as prefrl.evaluation
+            states, total, done = [get_sim_state(env)], 0.0, False
+            while not done:
+                action, _ = policy.predict(obs, deterministic=True)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                states.append(get_sim_state(env))
+                total, done = total + float(reward), terminated or truncated
+            states = np.stack(states)  # [T+1, nq+nv]: the reset state and after every step
+            rotation = torso_rotation(states)
+            n = count_backflips(states)
+            full, flips = full + (n >= 1), flips + n
+            max_rotation = max(max_rotation, float(rotation.max()))
+            rotations.append(float(rotation[-1]))
+            returns.append(total)
+    finally:
+        env.close()
+    return {"episodes": episodes, "full_backflips": int(full), "backflips": int(flips),
+            "max_rotation": max_rotation if episodes else float("nan"), "rotations": rotations,
+            "true_return_mean": float(np.mean(returns)) if returns else float("nan")}
