@@ -185,9 +185,8 @@ class Run:
         left, right = clips[0::2], clips[1::2]
         returns_left = self.ensemble.clip_returns(*_stack(left))
         returns_right = self.ensemble.clip_returns(*_stack(right))
-        scores = SELECTORS[self.cfg.selector](returns_left, returns_right, self.rng)
-        picked = select(self.cfg.selector, returns_left, returns_right, n, self.rng)
-        self.store.add_queries([(left[i], right[i]) for i in picked], [float(scores[i]) for i in picked])
+        picked, scores = select(self.cfg.selector, returns_left, returns_right, n, self.rng)
+        self.store.add_queries([(left[i], right[i]) for i in picked], scores.tolist())
 
     def fit_reward(self) -> None:
         """Refit the ensemble on every answer in the store (nothing to do if none are new)."""

@@ -73,8 +73,8 @@ SELECTORS: dict[str, Selector] = {
 
 
 def select(name: str, returns_left: np.ndarray, returns_right: np.ndarray, k: int,
-           rng: np.random.Generator) -> np.ndarray:
-    """Indices of the ``k`` highest-scoring candidate pairs, best first.
+           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the ``k`` highest-scoring candidate pairs, best first, and their scores.
 
     Args:
         name: a key of :data:`SELECTORS`.
@@ -84,7 +84,8 @@ def select(name: str, returns_left: np.ndarray, returns_right: np.ndarray, k: in
             that equal scores do not always favour the earliest candidates.
 
     Returns:
-        int ``[min(k, N)]`` indices into the N candidates.
+        ``(indices, scores)``: int ``[min(k, N)]`` indices into the N candidates and the
+        float ``[min(k, N)]`` scores they were picked by.
 
     Raises:
         UserError: unknown selector name.
@@ -95,5 +96,5 @@ def select(name: str, returns_left: np.ndarray, returns_right: np.ndarray, k: in
         raise ValueError(f"k must be >= 0, got {k}")
     scores = np.asarray(SELECTORS[name](returns_left, returns_right, rng), dtype=np.float64)
     # lexsort sorts by the last key first: score descending, then a random tie-breaker.
-    order = np.lexsort((rng.random(len(scores)), -scores))
-    return order[:k]
+    order = np.lexsort((rng.random(len(scores)), -scores))[:k]
+    return order, scores[order]

@@ -33,10 +33,11 @@ def test_disagreement_top_k_is_the_disputed_subset():
     signs = np.where(np.arange(M) % 2 == 0, 1.0, -1.0)[:, None]
     left[:, disputed] = 5.0 * signs
     rng = np.random.default_rng(0)
-    chosen = select("disagreement", left, right, k=len(disputed), rng=rng)
+    chosen, scores = select("disagreement", left, right, k=len(disputed), rng=rng)
     assert sorted(chosen) == sorted(disputed)
-    scores = disagreement(left, right, rng)
-    assert scores.shape == (N,)
+    all_scores = disagreement(left, right, rng)
+    assert all_scores.shape == (N,)
+    np.testing.assert_allclose(scores, all_scores[chosen])  # the scores the picks were made by
 
 
 def test_entropy_prefers_coin_flips():
@@ -45,7 +46,7 @@ def test_entropy_prefers_coin_flips():
     # Members agree with each other that these are close calls: mean P ~ 0.5.
     left[:, coin_flips] = np.random.default_rng(2).normal(0, 0.01, (M, len(coin_flips)))
     rng = np.random.default_rng(0)
-    chosen = select("entropy", left, right, k=3, rng=rng)
+    chosen = select("entropy", left, right, k=3, rng=rng)[0]
     assert sorted(chosen) == sorted(coin_flips)
     scores = entropy(left, right, rng)
     assert np.all(scores <= np.log(2) + 1e-12)
@@ -59,13 +60,13 @@ def test_entropy_is_finite_at_certainty():
 
 def test_random_is_reproducible_and_reaches_every_pair():
     left, right = agreeing_members()
-    a = select("random", left, right, k=5, rng=np.random.default_rng(9))
-    b = select("random", left, right, k=5, rng=np.random.default_rng(9))
+    a = select("random", left, right, k=5, rng=np.random.default_rng(9))[0]
+    b = select("random", left, right, k=5, rng=np.random.default_rng(9))[0]
     np.testing.assert_array_equal(a, b)
     rng = np.random.default_rng(10)
     seen = set()
     for _ in range(200):
-        seen.update(select("random", left, right, k=5, rng=rng).tolist())
+        seen.update(select("random", left, right, k=5, rng=rng)[0].tolist())
     assert seen == set(range(N))
     assert random(left, right, rng).shape == (N,)
 
@@ -73,7 +74,7 @@ def test_random_is_reproducible_and_reaches_every_pair():
 def test_ties_are_broken_at_random():
     # Identical members: every pair scores 0, so which ones come first is left to the rng.
     left, right = np.zeros((M, N)), np.zeros((M, N))
-    firsts = {int(select("disagreement", left, right, k=1, rng=np.random.default_rng(s))[0])
+    firsts = {int(select("disagreement", left, right, k=1, rng=np.random.default_rng(s))[0][0])
               for s in range(50)}
     assert len(firsts) > 10
 
@@ -81,14 +82,14 @@ def test_ties_are_broken_at_random():
 @pytest.mark.parametrize("name", sorted(SELECTORS))
 def test_k_larger_than_n_returns_all(name):
     left, right = agreeing_members()
-    chosen = select(name, left, right, k=N + 10, rng=np.random.default_rng(0))
+    chosen = select(name, left, right, k=N + 10, rng=np.random.default_rng(0))[0]
     assert sorted(chosen.tolist()) == list(range(N))
 
 
 def test_top_k_is_sorted_best_first():
     left, right = agreeing_members()
     rng = np.random.default_rng(0)
-    chosen = select("entropy", left, right, k=10, rng=rng)
+    chosen = select("entropy", left, right, k=10, rng=rng)[0]
     scores = entropy(left, right, rng)[chosen]
     assert np.all(np.diff(scores) <= 0)
 
@@ -96,5 +97,5 @@ def test_top_k_is_sorted_best_first():
 def test_unknown_selector_lists_names():
     left, right = agreeing_members()
     with pytest.raises(UserError) as err:
-        select("bogus", left, right, k=3, rng=np.random.default_rng(0))
+        select("bogus", left, right, k=3, rng=np.random.default_rng(0))[0]
     assert all(name in str(err.value) for name in SELECTORS)
