@@ -8,6 +8,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -31,13 +32,17 @@ FRAME_BUFFER_STEPS = 20_000  # recorded frames are large; the newest steps are w
 FIRST_FIT_EPOCHS = 5  # the first fit sees only initial-policy labels; fit them longer (A.2 does so on Atari)
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
+          on_checkpoint: Callable[[Run], bool | None] | None = None) -> dict:
     """Train a policy from preferences (or, with ``cfg.true_reward``, from the env's reward).
 
     The agent collects experience under the current learned reward; at the pace of the
     label schedule, the selector turns recent experience into the most disputed queries,
     the oracle answers them into the store, and the reward ensemble is refitted on every
     answer in the store. Returns the summary also written to ``RUN_DIR/summary.json``.
+
+    ``on_checkpoint(run)`` is called after each checkpoint (e.g. to evaluate the policy
+    as training goes); returning True stops training there.
     """
     run = Run(cfg, resume)  # checks every input before anything is written
     from tqdm import tqdm
@@ -59,6 +64,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         run.save_checkpoint()
         run.log_progress()
         bar.update(run.timesteps - bar.n)
+        if on_checkpoint is not None and on_checkpoint(run):
+            break
     bar.close()
     return run.finish()
 

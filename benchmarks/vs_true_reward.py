@@ -30,14 +30,15 @@ import datetime as dt
 import json
 import math
 import os
-import platform
 import re
 import shlex
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_info import machine  # noqa: E402
 
 DEFAULTS = {
     "envs": ["HalfCheetah-v5", "Hopper-v5"],
@@ -57,10 +58,10 @@ CHILD_ENV = {"MUJOCO_GL": "egl", "OMP_NUM_THREADS": "1"}
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python benchmarks/mujoco.py",
+        prog="python benchmarks/vs_true_reward.py",
         description="Compare preference learning with true-reward PPO: each (env, seed) pair of "
                     "`prefrl train` runs is started at the same time, so both see the same load.",
-        epilog="Example: python benchmarks/mujoco.py --envs HalfCheetah-v5 --seeds 0 --timesteps 200000 "
+        epilog="Example: python benchmarks/vs_true_reward.py --envs HalfCheetah-v5 --seeds 0 --timesteps 200000 "
                "--extra='--eval-episodes 5'")
     # defaults are None so --report-only can take unset values from OUT/invocation.json
     p.add_argument("--envs", nargs="+", metavar="ID", help=f"gymnasium ids (default: {' '.join(DEFAULTS['envs'])})")
@@ -330,44 +331,6 @@ def jsonable(x, default=str):
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x if isinstance(x, (str, int, float, bool, type(None))) else default(x)
-
-
-def machine() -> dict:
-    def version(pkg: str) -> str:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    try:
-        nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        nproc = str(len(os.sched_getaffinity(0)))
-    cpu, ram = platform.processor() or "unknown", "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram = f"{int(line.split()[1]) / 1024 ** 2:.1f} GiB"
-                break
-    except OSError:
-        pass
-    try:
-        root = Path(__file__).resolve().parent.parent
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        commit += " (with uncommitted changes)" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    return {"nproc": nproc, "cpu": cpu, "ram": ram, "os": platform.platform(),
-            "python": platform.python_version(), "torch": version("torch"),
-            "stable-baselines3": version("stable-baselines3"), "mujoco": version("mujoco"),
-            "gymnasium": version("gymnasium"), "prefrl": version("prefrl"), "git": commit}
 
 
 def plot(settings: dict, out: Path) -> Path | None:
