@@ -101,12 +101,7 @@ def _eval(args) -> int:
         raise UserError(f"--episodes must be a positive number (got {args.episodes})")
     run_dir = Path(args.run_dir)
     env_id = rundir.read_run(run_dir)["config"]["env"]
-    policy_path = run_dir / "policy.zip"
-    if not policy_path.exists():
-        checkpoint = rundir.latest_checkpoint(run_dir)
-        if checkpoint is None:
-            raise UserError(f"{run_dir} has no saved policy yet: let `prefrl train` run to its first checkpoint")
-        policy_path = checkpoint / "policy.zip"
+    policy_path = rundir.policy_path(run_dir)
     from stable_baselines3 import PPO
 
     from prefrl.evaluation import evaluate

@@ -79,15 +79,9 @@ def play(run_dir, video: str | os.PathLike | None = None, episodes: int = 1, see
 
 
 def _load_policy(run_dir: Path):
-    path = run_dir / "policy.zip"
-    if not path.exists():
-        checkpoint = rundir.latest_checkpoint(run_dir)
-        if checkpoint is None:
-            raise UserError(f"{run_dir} has no saved policy yet: let `prefrl train` run to its first checkpoint")
-        path = checkpoint / "policy.zip"
     from stable_baselines3 import PPO
 
-    return PPO.load(path, device="cpu")
+    return PPO.load(rundir.policy_path(run_dir), device="cpu")
 
 
 def _fps(env) -> float:

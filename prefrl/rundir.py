@@ -128,3 +128,14 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
         if (folder / "state.json").exists():
             return folder
     return None
+
+
+def policy_path(run_dir: Path) -> Path:
+    """The run's final policy, else its latest checkpoint's; UserError if it has neither yet."""
+    path = Path(run_dir) / "policy.zip"
+    if path.exists():
+        return path
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise UserError(f"{run_dir} has no saved policy yet: let `prefrl train` run to its first checkpoint")
+    return checkpoint / "policy.zip"
