@@ -18,6 +18,7 @@ import prefrl
 from prefrl.errors import UserError
 
 RUN_FILE = "run.json"
+RUN_FORMAT = 1  # bump when a run directory's layout changes incompatibly
 STORE_FILE = "prefs.sqlite"
 CHECKPOINT = "checkpoint"
 
@@ -35,6 +36,9 @@ def read_run(run_dir: Path) -> dict:
         raise UserError(f"{run_dir} is not a prefrl run (no {RUN_FILE}): pass the folder given to --run-dir") from None
     except (ValueError, UnicodeDecodeError):
         raise UserError(f"{path} is not a prefrl run file: pass the folder of a prefrl run") from None
+    if data.get("format", RUN_FORMAT) != RUN_FORMAT:
+        raise UserError(f"{run_dir} was made by prefrl {data.get('version', '?')} (run format {data.get('format')}); "
+                        f"this prefrl {prefrl.__version__} reads format {RUN_FORMAT}: use the release that made it")
     return data
 
 
@@ -89,7 +93,7 @@ def lock(run_dir: Path):
 
 def write_run(run_dir: Path, config: dict) -> None:
     atomic_write_text(Path(run_dir) / RUN_FILE, json.dumps(
-        {"application": "prefrl", "version": prefrl.__version__, "config": config}, indent=2))
+        {"application": "prefrl", "format": RUN_FORMAT, "version": prefrl.__version__, "config": config}, indent=2))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
