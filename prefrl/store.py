@@ -333,13 +333,14 @@ def _validate(path: Path) -> None:
     so where no ``-wal`` file exists (no other process has the store open) the file is
     opened as immutable, which reads the main file alone and creates nothing.
     """
-    try:
-        with open(path, "rb") as f:
-            header = f.read(16)
-    except OSError as e:
-        raise UserError(f"{path} cannot be read ({e.strerror}): check that it is a readable file") from None
-    if header != b"SQLite format 3\x00":
-        raise UserError(f"{path} is not a prefrl preference store (not a SQLite database): {_FIX}")
+    # Never open() the file from Python: closing any descriptor of a database file drops
+    # every POSIX lock this process's SQLite connections hold on it, after which another
+    # process may take the WAL for abandoned and lose committed answers. SQLite itself
+    # reads the header and says "file is not a database" for anything else.
+    if not os.access(path, os.R_OK) or path.is_dir():
+        raise UserError(f"{path} cannot be read: check that it is a readable file")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path} is not a prefrl preference store (not a SQLite database: an empty file): {_FIX}")
     live = Path(f"{path}-wal").exists()
     uri = f"file:{quote(str(path.absolute()))}?{'mode=ro' if live else 'immutable=1'}"
     try:
@@ -347,6 +348,12 @@ def _validate(path: Path) -> None:
     except sqlite3.Error as e:
         raise UserError(f"{path} cannot be opened ({e}): check that it is readable") from None
     try:
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as e:
+            if "not a database" in str(e):
+                raise UserError(f"{path} is not a prefrl preference store (not a SQLite database): {_FIX}") from None
+            raise
         has_meta = db.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
         # SELECT *: a foreign `meta` table may have other columns.

@@ -288,3 +288,21 @@ def test_two_labelers_never_claim_the_same_query(tmp_path):
     assert store.claim_next("alice").id == queries[2].id  # bob's zero-second lease expired
     other.close()
     store.close()
+
+
+def test_opening_a_second_store_keeps_the_first_ones_answers_visible(tmp_path):
+    """Validation must not drop this process's SQLite locks (POSIX closes them with any fd)."""
+    path = tmp_path / "prefs.sqlite"
+    first = PreferenceStore(path, create=True)
+    queries = first.add_queries([(make_clip(i), make_clip(i + 50)) for i in range(4)])
+    second = PreferenceStore(path)  # validates the file while `first` is open
+    second.close()
+    first.record(Label(queries[0].id, "left", "human", "a", 1.0))
+    other_process = subprocess.run(
+        [sys.executable, "-c", "import sys; from prefrl.store import PreferenceStore;"
+         "s = PreferenceStore(sys.argv[1]); print(s.num_answers()); s.close()", str(path)],
+        capture_output=True, text=True, check=True)
+    first.record(Label(queries[1].id, "right", "human", "a", 1.0))
+    assert int(other_process.stdout) == 1
+    assert PreferenceStore(path).num_answers() == 2
+    first.close()
