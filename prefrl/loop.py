@@ -137,7 +137,8 @@ class Run:
         self.started = time.time()
         self.heartbeat()
         if self.human and not cfg.no_window:  # a separate process: neither waits on the other
-            self.window = subprocess.Popen([sys.executable, "-m", "prefrl", "label", str(self.dir)])
+            self.window = subprocess.Popen([sys.executable, "-m", "prefrl", "label", str(self.dir)],
+                                           stdout=subprocess.DEVNULL)  # our stdout is the run's summary
 
     def heartbeat(self, status: str = "training") -> None:
         """Tell labeling windows how the agent is doing (they show it in their status line)."""

@@ -86,3 +86,22 @@ def test_a_run_of_another_format_is_refused(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert "format 99" in err and "\n" not in err
+
+
+def test_train_opens_a_labeling_window_and_closes_it_at_the_end(tmp_path):
+    """Under SDL's dummy driver: the window process starts, takes claims, and exits with training."""
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+    result = subprocess.run([sys.executable, "-m", "prefrl", "train", "--env", TOY, "--oracle", "human",
+                             "--run-dir", str(run_dir), "--labels", "20", "--timesteps", "4096", "--n-steps", "256",
+                             "--refit-every", "1024", "--eval-episodes", "1", "--no-progress"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["timesteps"] == 4096
+    with PreferenceStore(run_dir / "prefs.sqlite") as store:
+        assert len(store.pending_queries()) == 20  # nobody pressed a key: all still waiting
+        # The window claimed what it was showing and gave the claims back when it closed.
+        assert store.claim_next("someone-else") is not None
+    leftovers = subprocess.run(["pgrep", "-f", f"prefrl label {run_dir}"], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""
