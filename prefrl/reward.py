@@ -56,6 +56,10 @@ class RewardEnsemble(nn.Module):
     def _inputs(self, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
         return (torch.cat([obs, acts], dim=-1) - self.in_mean) / self.in_std
 
+    def member_rewards(self, m: int, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        """Member ``m``'s raw reward: ``obs [..., obs_dim]``, ``acts [..., act_dim]`` → ``[...]``."""
+        return self.members[m](self._inputs(obs, acts))
+
     def forward(self, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
         """Raw (unnormalized) member rewards: ``obs [..., obs_dim]``, ``acts [..., act_dim]`` → ``[M, ...]``."""
         x = self._inputs(obs, acts)

@@ -92,6 +92,7 @@ class RewardTrainer:
             boot = self.rng.choice(train_idx, size=len(train_idx), replace=True)
             scale = (epochs or self.epochs) / self.epochs
             n_steps = max(round(self.min_steps * scale), (epochs or self.epochs) * math.ceil(len(boot) / self.batch_size))
+            member.train()  # dropout and batch norm (the Atari CNN) act only while fitting
             for _ in range(n_steps):
                 batch = self.rng.choice(boot, size=min(self.batch_size, len(boot)), replace=False)
                 loss = self._loss(m, tensors, batch) + self.l2[m] * _weight_norm(member)
@@ -99,7 +100,9 @@ class RewardTrainer:
                 loss.backward()
                 self.optimizers[m].step()
             steps += n_steps
+            member.eval()
             results.append(self._evaluate(m, tensors, np.flatnonzero(~val), np.flatnonzero(val)))
+        self.ensemble.eval()
         self.ensemble.invalidate()
         train, vloss, acc = (np.nanmean([r[i] for r in results]) if results else math.nan for i in range(3))
         return FitMetrics(labels=n, train_loss=float(train), val_loss=float(vloss), val_accuracy=float(acc),
@@ -107,9 +110,8 @@ class RewardTrainer:
 
     def _loss(self, m: int, tensors, idx) -> torch.Tensor:
         obs_l, acts_l, obs_r, acts_r, mu = (t[idx] for t in tensors)
-        member = self.ensemble.members[m]
-        r_left = member(self.ensemble._inputs(obs_l, acts_l)).sum(-1)
-        r_right = member(self.ensemble._inputs(obs_r, acts_r)).sum(-1)
+        r_left = self.ensemble.member_rewards(m, obs_l, acts_l).sum(-1)
+        r_right = self.ensemble.member_rewards(m, obs_r, acts_r).sum(-1)
         return bradley_terry_loss(r_left, r_right, mu)
 
     @torch.no_grad()
@@ -125,8 +127,8 @@ class RewardTrainer:
         elif ratio < VAL_TRAIN_RATIO[0]:
             self.l2[m] /= 1.5
         obs_l, acts_l, obs_r, acts_r, mu = (t[val_idx] for t in tensors)
-        member = self.ensemble.members[m]
-        diff = member(self.ensemble._inputs(obs_l, acts_l)).sum(-1) - member(self.ensemble._inputs(obs_r, acts_r)).sum(-1)
+        diff = (self.ensemble.member_rewards(m, obs_l, acts_l).sum(-1)
+                - self.ensemble.member_rewards(m, obs_r, acts_r).sum(-1))
         decided = mu != 0.5
         accuracy = ((diff[decided] > 0) == (mu[decided] > 0.5)).float().mean().item() if decided.any() else math.nan
         return train_loss, val_loss, accuracy
