@@ -22,7 +22,7 @@ class _Episode:
         if self._arrays is None or len(self._arrays[0]) != len(self.obs):
             states = np.asarray(self.states) if self.states and self.states[0] is not None else None
             frames = np.asarray(self.frames, np.uint8) if self.frames and self.frames[0] is not None else None
-            self._arrays = (np.asarray(self.obs, np.float32), np.asarray(self.acts, np.float32),
+            self._arrays = (np.asarray(self.obs), np.asarray(self.acts, np.float32),
                             np.asarray(self.rewards, np.float32), states, frames)
         return self._arrays
 
@@ -108,10 +108,10 @@ class TrajectoryBuffer:
                     frames=None if frames is None else window(frames, True), env_id=self.env_id)
 
     def sample_steps(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """``n`` random single steps: ``(obs [n, obs_dim], acts [n, act_dim])``, e.g. to normalize rewards."""
+        """``n`` random single steps: ``(obs [n, *obs_shape], acts [n, act_dim])``, e.g. to normalize rewards."""
         episodes = self._episodes()
         lengths = np.array([len(e) for e in episodes], dtype=float)
         picks = rng.choice(len(episodes), size=n, p=lengths / lengths.sum())
         rows = [(episodes[i].obs[j], episodes[i].acts[j])
                 for i in picks for j in [int(rng.integers(len(episodes[i])))]]
-        return np.asarray([r[0] for r in rows], np.float32), np.asarray([r[1] for r in rows], np.float32)
+        return np.asarray([r[0] for r in rows]), np.asarray([r[1] for r in rows], np.float32)

@@ -77,6 +77,11 @@ def check_spaces(env: gym.Env) -> None:
                         "actions; wrap the env to give one")
 
 
+def is_image_space(space: gym.Space) -> bool:
+    """Pixels: a uint8 Box of 2 or more dimensions (e.g. Atari's stacked 84×84 frames)."""
+    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) >= 2
+
+
 def is_mujoco(env: gym.Env) -> bool:
     """Whether ``env`` runs on MuJoCo (its unwrapped env has ``model`` and ``data.qpos/qvel``)."""
     base = env.unwrapped

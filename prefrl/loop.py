@@ -207,9 +207,8 @@ class Run:
             return
         obs_l, acts_l = _stack(left)
         obs_r, acts_r = _stack(right)
-        if self.fits == 0:  # fix input statistics on the initial policy's experience
-            self.ensemble.set_input_stats(np.concatenate([obs_l, obs_r]).reshape(-1, obs_l.shape[-1]),
-                                          np.concatenate([acts_l, acts_r]).reshape(-1, acts_l.shape[-1]))
+        if self.fits == 0:  # fix input statistics on the experience of the first fit
+            self.ensemble.set_input_stats(*self.buffer.sample_steps(10_000, self.rng))
         epochs = self.cfg.reward_epochs * FIRST_FIT_EPOCHS if self.fits == 0 else None
         metrics = self.trainer.fit(obs_l, acts_l, obs_r, acts_r, mu, epochs=epochs)
         if len(self.buffer):

@@ -54,7 +54,7 @@ class RewardEnsemble(nn.Module):
         return len(self.members)
 
     def _inputs(self, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
-        return (torch.cat([obs, acts], dim=-1) - self.in_mean) / self.in_std
+        return (torch.cat([obs.float(), acts.float()], dim=-1) - self.in_mean) / self.in_std
 
     def member_rewards(self, m: int, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
         """Member ``m``'s raw reward: ``obs [..., obs_dim]``, ``acts [..., act_dim]`` → ``[...]``."""

@@ -75,13 +75,16 @@ class RewardTrainer:
         """Train every member on labeled pairs.
 
         Args:
-            obs_left, obs_right: float32 ``[N, T, obs_dim]`` clip observations.
+            obs_left, obs_right: ``[N, T, *obs_shape]`` clip observations (float32 vectors, or
+                uint8 frames, kept as uint8 until a batch is drawn: 4·84·84 floats per step add up).
             acts_left, acts_right: float32 ``[N, T, act_dim]`` clip actions.
             mu: float32 ``[N]``, P[left ≻ right] per label (1, 0 or 0.5).
             epochs: overrides the trainer's epochs for this fit (e.g. a longer first fit); the
                 step floor scales with it.
         """
-        tensors = [torch.as_tensor(a, dtype=torch.float32) for a in (obs_left, acts_left, obs_right, acts_right, mu)]
+        tensors = [torch.as_tensor(np.asarray(obs_left)), torch.as_tensor(acts_left, dtype=torch.float32),
+                   torch.as_tensor(np.asarray(obs_right)), torch.as_tensor(acts_right, dtype=torch.float32),
+                   torch.as_tensor(mu, dtype=torch.float32)]
         n = len(mu)
         results, steps = [], 0
         for m, member in enumerate(self.ensemble.members):

@@ -8,6 +8,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from prefrl.buffer import TrajectoryBuffer
+from prefrl.environment import is_image_space
 
 
 def encode_actions(space: gym.Space, actions: np.ndarray) -> np.ndarray:
@@ -30,7 +31,8 @@ class LearnedRewardVecEnv(VecEnvWrapper):
 
     Args:
         venv: the vectorized environments.
-        reward_fn: ``(obs [n, obs_dim], acts [n, act_dim]) -> rewards [n]``.
+        reward_fn: ``(obs [n, obs_dim], acts [n, act_dim]) -> rewards [n]``; image observations
+            are passed as they are (uint8 ``[n, *obs_shape]``), others flattened to float32.
         buffer: receives every step (obs before the action, action, true reward, sim state).
     """
 
@@ -38,6 +40,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
                  buffer: TrajectoryBuffer):
         super().__init__(venv)
         self.reward_fn, self.buffer = reward_fn, buffer
+        self._flatten = not is_image_space(venv.observation_space)  # frames stay uint8 images
         self._obs = self._actions = None
 
     def reset(self):
@@ -51,7 +54,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
 
     def step_wait(self):
         obs, true_rewards, dones, infos = self.venv.step_wait()
-        flat_obs = self._obs.reshape(self.num_envs, -1).astype(np.float32, copy=False)
+        flat_obs = self._obs.reshape(self.num_envs, -1).astype(np.float32, copy=False) if self._flatten else self._obs
         acts = encode_actions(self.action_space, self._actions)
         states = [info.get("sim_state") for info in infos]
         frames = [info.get("frame") for info in infos]
