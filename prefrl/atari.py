@@ -19,20 +19,21 @@ from prefrl.errors import UserError
 FRAME_SIZE = 84  # side of the preprocessed square frame (rows and columns)
 STACK = 4  # frames per observation: obs are uint8 [STACK, FRAME_SIZE, FRAME_SIZE]
 
-# Rows [start, stop) of the 84×84 preprocessed frame that show the score (or, for Enduro,
-# the day/cars-to-pass counter that moves with the reward). The frame is the whole 210×160
-# screen resized, so a row here covers 2.5 screen rows. Each was measured on real frames:
-# random play until the reward changed, then the rows where the score digits changed,
-# plus a row of margin for rows the area-averaging resize shares with the digits
-# (tests/test_atari.py repeats the check for Pong and Breakout).
+# Rows [start, stop) of the 84×84 preprocessed frame that show the score. The frame is the
+# whole 210×160 screen resized (2.5 screen rows per row), so these are not screen rows.
+# Measured on real frames: random play, and at each reward the rows whose otherwise static
+# pixels changed, checked against the rows the digits occupy (tests/test_atari.py repeats
+# the check for Pong and Breakout). Where the game shows other reward counters next to the
+# score, they go too: BeamRider's sector and enemies-left rows, Enduro's whole dashboard
+# (odometer, day, cars left to pass; the cars counter moves with every reward).
 SCORE_AREAS: dict[str, tuple[int, int]] = {
-    "Pong": (0, 10),
-    "Breakout": (0, 7),
-    "Enduro": (67, 77),
-    "SpaceInvaders": (0, 8),
-    "Seaquest": (0, 8),
-    "BeamRider": (0, 8),
-    "Qbert": (0, 8),
+    "Pong": (0, 9),            # both scores; the top wall starts at row 9
+    "Breakout": (0, 7),        # score, lives, player; the top wall starts at row 7
+    "Enduro": (64, 77),        # dashboard at the bottom; the logo below it is static
+    "SpaceInvaders": (0, 8),   # both players' scores
+    "Seaquest": (0, 7),        # score; the sea surface starts at row 7
+    "BeamRider": (0, 16),      # score, sector, enemies left; the beams start at row 17
+    "Qbert": (0, 6),           # score; the lives/target-colour icons below it stay
 }
 DEFAULT_SCORE_ROWS = (0, FRAME_SIZE // 10)  # unknown games: the top 10% of rows, where most games put the score
 

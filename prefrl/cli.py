@@ -83,6 +83,9 @@ def _train(args) -> int:
 
     given = {f.name: getattr(args, f.name) for f in config_mod.fields() if getattr(args, f.name) is not None}
     values: dict = {}
+    env_id = given.get("env") or (config_mod.load_yaml(args.config).get("env") if args.config else None)
+    if env_id:
+        values.update(config_mod.presets(str(env_id)))
     if args.resume and given.get("run_dir"):
         values.update(rundir.read_run(Path(given["run_dir"]))["config"])
     if args.config:

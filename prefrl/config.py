@@ -34,6 +34,9 @@ class TrainConfig:
     oversample: int = _f(10, "candidate pairs sampled per query asked (Christiano et al. §2.3: 10)")
     clip_steps: int = _f(0, "steps per clip; 0 = about 1.5 s of simulated time, 15 to 60 steps")
     initial_label_fraction: float = _f(0.25, "share of the budget asked from the initial policy (A.1: 25 percent)")
+    initial_labels: int = _f(0, "labels asked from the initial policy, overriding the share if > 0 (A.2 Atari: 500)")
+    label_cap: int = _f(0, "fit on the newest N answers only; 0 = all (A.2 Atari kept the last 3000)")
+    reward_model: str = _f("auto", "reward model: mlp, cnn (pixels), or auto (cnn for image observations)")
     label_horizon: float = _f(2e6, "label rate ∝ h/(T+h) after the initial share (A.1: 2e6 MuJoCo)")
     refit_every: int = _f(32_768, "agent steps between label requests and reward refits")
     ensemble_size: int = _f(3, "reward-model members (§2.2.1: 3)")
@@ -65,8 +68,11 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be a positive number (got {getattr(self, name)})")
         if not self.true_reward and self.labels <= 0:
             raise UserError(f"--labels must be a positive number (got {self.labels}); use --true-reward to train without labels")
-        if self.eval_episodes < 0 or self.clip_steps < 0:
-            raise UserError("--eval-episodes and --clip-steps must not be negative")
+        for name in ("eval_episodes", "clip_steps", "initial_labels", "label_cap"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} must not be negative (got {getattr(self, name)})")
+        if self.reward_model not in ("auto", "mlp", "cnn"):
+            raise UserError(f"unknown --reward-model '{self.reward_model}': use auto, mlp or cnn")
         if not 0 <= self.initial_label_fraction <= 1:
             raise UserError(f"--initial-label-fraction must be in [0, 1] (got {self.initial_label_fraction})")
         for name in ("learning_rate", "reward_lr", "label_horizon"):
@@ -81,6 +87,22 @@ class TrainConfig:
 
 def fields() -> list[dataclasses.Field]:
     return list(dataclasses.fields(TrainConfig))
+
+
+def presets(env_id: str) -> dict:
+    """Defaults that differ by domain; the YAML file and flags override them.
+
+    Atari (A.2): 500 labels up front, rate ∝ 5e6/(T+5e6), clips of 25 agent steps, the
+    newest 3000 answers, and the usual PPO settings for Atari.
+    """
+    from prefrl.atari import (ATARI_CLIP_STEPS, ATARI_HORIZON, ATARI_INITIAL_LABELS, ATARI_LABEL_CAP,
+                              ATARI_PPO, is_atari)
+
+    if not is_atari(env_id):
+        return {}
+    known = {f.name for f in fields()}
+    return {**{k: v for k, v in ATARI_PPO.items() if k in known}, "initial_labels": ATARI_INITIAL_LABELS,
+            "label_horizon": ATARI_HORIZON, "clip_steps": ATARI_CLIP_STEPS, "label_cap": ATARI_LABEL_CAP}
 
 
 def load_yaml(path: str | Path) -> dict:

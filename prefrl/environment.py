@@ -39,6 +39,17 @@ def make_env(env_id: str, seed: int | None = None, render_mode: str | None = Non
         except Exception as e:  # any failure to import is the user's module or spelling
             raise _unknown(env_id, f"module '{module}' does not import ({type(e).__name__}: {e})")
     frames_needed = record_frames and render_mode is None
+    from prefrl.atari import is_atari  # light: ale-py loads only for Atari ids
+
+    if is_atari(env_id):
+        from prefrl.atari import RecordScreen, make_atari_env
+
+        env = make_atari_env(env_id, render_mode=render_mode, **kwargs)
+        env = RecordScreen(env) if record_frames else env  # the full-color screen, not 84×84 gray
+        if seed is not None:
+            env.reset(seed=seed)
+            env.action_space.seed(seed)
+        return env
     try:
         env = gym.make(env_id, render_mode="rgb_array" if frames_needed else render_mode, **kwargs)
     except (gym.error.UnregisteredEnv, gym.error.DeprecatedEnv) as e:

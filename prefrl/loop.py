@@ -17,7 +17,7 @@ from prefrl import rundir
 from prefrl.buffer import TrajectoryBuffer
 from prefrl.clips import Label
 from prefrl.config import TrainConfig
-from prefrl.environment import check_spaces, clip_steps, make_env
+from prefrl.environment import check_spaces, clip_steps, is_image_space, make_env
 from prefrl.errors import UserError
 from prefrl.evaluation import evaluate
 from prefrl.oracles import make_oracle
@@ -49,7 +49,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     bar = tqdm(total=cfg.timesteps, initial=run.timesteps, unit="step", disable=not progress or None)
     if not cfg.true_reward and run.timesteps == 0 and run.fits == 0:
         run.collect_initial_experience()  # 25% of the budget from the initial policy (A.1)
-        run.ask_and_answer(labels_due(0, cfg.labels, cfg.timesteps, cfg.initial_label_fraction, cfg.label_horizon))
+        run.ask_and_answer(run.labels_due(0))
         run.fit_reward()
         run.save_checkpoint()
     elif not cfg.true_reward and run.store.num_answers():
@@ -58,8 +58,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         run.agent.learn(min(cfg.refit_every, cfg.timesteps - run.timesteps), reset_num_timesteps=False)
         run.timesteps = int(run.agent.num_timesteps)
         if not cfg.true_reward:
-            run.ask_and_answer(labels_due(run.timesteps, cfg.labels, cfg.timesteps,
-                                          cfg.initial_label_fraction, cfg.label_horizon))
+            run.ask_and_answer(run.labels_due(run.timesteps))
             run.fit_reward()
         run.save_checkpoint()
         run.log_progress()
@@ -78,11 +77,13 @@ class Run:
 
         self.cfg, self.dir = cfg, Path(cfg.run_dir)
         torch.set_num_threads(1)  # small nets: extra threads only contend (2-core machines)
+        torch.manual_seed(cfg.seed)  # same seed, same reward model, same queries, same labels
         saved = rundir.check_new_or_resume(self.dir, cfg.env, resume)
         probe = make_env(cfg.env)
         check_spaces(probe)
         self.clip_steps = cfg.clip_steps or clip_steps(probe)
-        obs_dim, act_dim = int(np.prod(probe.observation_space.shape)), action_dim(probe.action_space)
+        self.image = is_image_space(probe.observation_space)
+        self.ensemble = make_ensemble(cfg, probe)
         probe.close()
         if cfg.selector not in SELECTORS:
             raise UserError(f"unknown selector '{cfg.selector}': use one of {', '.join(SELECTORS)}")
@@ -104,21 +105,19 @@ class Run:
         if saved is None:
             rundir.write_run(self.dir, asdict(cfg))
         self.rng = np.random.default_rng([cfg.seed, 1])
-        torch.manual_seed(cfg.seed)  # same seed, same reward model, same queries, same labels
         # Human mode records frames for envs that cannot be replayed: keep fewer steps then.
         capacity = min(cfg.buffer_steps, FRAME_BUFFER_STEPS) if self.human else cfg.buffer_steps
         self.buffer = TrajectoryBuffer(cfg.n_envs, self.clip_steps, capacity, env_id=cfg.env)
-        self.ensemble = RewardEnsemble(obs_dim, act_dim, cfg.ensemble_size, cfg.reward_hidden)
         self.trainer = RewardTrainer(self.ensemble, lr=cfg.reward_lr, epochs=cfg.reward_epochs, seed=cfg.seed)
         self.venv = self._make_venv()
         ppo_args = dict(n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
                         learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
                         clip_range=cfg.clip_range, ent_coef=cfg.ent_coef, seed=cfg.seed, device="cpu",
-                        policy_kwargs={"net_arch": [cfg.net_arch, cfg.net_arch]}, verbose=0)
+                        policy_kwargs={} if self.image else {"net_arch": [cfg.net_arch, cfg.net_arch]}, verbose=0)
         self.timesteps, self.fits, self.wall_before = 0, 0, 0.0
         checkpoint = rundir.latest_checkpoint(self.dir) if saved else None
         if checkpoint is None:
-            self.agent = PPO("MlpPolicy", self.venv, **ppo_args)
+            self.agent = PPO("CnnPolicy" if self.image else "MlpPolicy", self.venv, **ppo_args)
         else:
             self.agent = PPO.load(checkpoint / "policy.zip", env=self.venv, device="cpu")
             state = json.loads((checkpoint / "state.json").read_text())
@@ -159,9 +158,14 @@ class Run:
             return venv
         return LearnedRewardVecEnv(venv, self.ensemble.predict, self.buffer)
 
+    def labels_due(self, t: int) -> int:
+        cfg = self.cfg
+        return labels_due(t, cfg.labels, cfg.timesteps, cfg.initial_label_fraction, cfg.label_horizon,
+                          initial=cfg.initial_labels or None)
+
     def collect_initial_experience(self) -> None:
         """Step the initial (untrained, stochastic) policy to have clips for the first labels."""
-        wanted = labels_due(0, self.cfg.labels, self.cfg.timesteps, self.cfg.initial_label_fraction)
+        wanted = self.labels_due(0)
         steps = int(np.clip(2 * wanted * self.clip_steps, 2_000, 20_000))
         obs = self.venv.reset()
         for _ in range(-(-steps // self.cfg.n_envs)):
@@ -203,6 +207,8 @@ class Run:
             return  # nothing new to learn from
         self.answers_fitted = answers
         left, right, mu = self.store.preferences()
+        if self.cfg.label_cap:  # A.2: the newest answers describe what the agent does now
+            left, right, mu = left[-self.cfg.label_cap:], right[-self.cfg.label_cap:], mu[-self.cfg.label_cap:]
         if len(mu) == 0:
             return
         obs_l, acts_l = _stack(left)
@@ -266,6 +272,27 @@ class Run:
         self.store.close()
         self.venv.close()
         return summary
+
+
+def make_ensemble(cfg: TrainConfig, env):
+    """The reward model for this env: MLPs on vectors, the paper's CNN on pixels (A.2)."""
+    image = is_image_space(env.observation_space)
+    kind = cfg.reward_model if cfg.reward_model != "auto" else ("cnn" if image else "mlp")
+    if image and kind == "mlp":
+        raise UserError(f"{cfg.env} observes pixels, which --reward-model mlp cannot read: use --reward-model cnn (or auto)")
+    if not image and kind == "cnn":
+        raise UserError(f"{cfg.env} does not observe images, which --reward-model cnn needs: use mlp (or auto)")
+    act_dim = action_dim(env.action_space)
+    if kind == "cnn":
+        from functools import partial
+
+        from prefrl.atari import blank_score, game_name, is_atari
+        from prefrl.cnn_reward import CnnRewardEnsemble
+
+        # §3.1.2: the score is blanked so the reward model cannot simply read it off.
+        blank = partial(blank_score, game=game_name(cfg.env)) if is_atari(cfg.env) else None
+        return CnnRewardEnsemble(env.observation_space.shape, act_dim, cfg.ensemble_size, blank=blank)
+    return RewardEnsemble(int(np.prod(env.observation_space.shape)), act_dim, cfg.ensemble_size, cfg.reward_hidden)
 
 
 def check_display() -> None:

@@ -11,15 +11,19 @@ import math
 
 
 def labels_due(t: int, total: int, timesteps: int, initial_fraction: float = 0.25,
-               horizon: float = 2e6) -> int:
+               horizon: float = 2e6, initial: int | None = None) -> int:
     """Labels that should exist after ``t`` of ``timesteps`` agent steps; never more than ``total``.
+
+    ``initial`` (a count, e.g. Atari's 500) replaces ``initial_fraction`` when given.
 
     >>> labels_due(0, 700, 1_000_000)
     175
     >>> labels_due(1_000_000, 700, 1_000_000)
     700
+    >>> labels_due(0, 3300, 10_000_000, initial=500, horizon=5e6)
+    500
     """
-    initial = round(total * initial_fraction)
+    initial = min(total, initial) if initial is not None else round(total * initial_fraction)
     if timesteps <= 0 or t >= timesteps:
         return total
     share = math.log1p(max(t, 0) / horizon) / math.log1p(timesteps / horizon)
