@@ -35,7 +35,7 @@ SCORE_AREAS: dict[str, tuple[int, int]] = {
     "BeamRider": (0, 16),      # score, sector, enemies left; the beams start at row 17
     "Qbert": (0, 6),           # score; the lives/target-colour icons below it stay
 }
-DEFAULT_SCORE_ROWS = (0, FRAME_SIZE // 10)  # unknown games: the top 10% of rows, where most games put the score
+DEFAULT_SCORE_ROWS = (0, FRAME_SIZE // 10)  # unknown games: the top 10% (8 rows), where most games put the score
 
 # Usual PPO settings for Atari (rl-baselines3-zoo, after Schulman et al. 2017), as keyword
 # arguments; n_envs is the number of parallel environments, not a PPO argument.

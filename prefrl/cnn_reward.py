@@ -80,7 +80,8 @@ class CnnRewardEnsemble(nn.Module):
         return len(self.members)
 
     def _inputs(self, obs: torch.Tensor, acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple]:
-        """``obs [..., C, H, W]``, ``acts [..., act_dim]`` → frames ``[B, C, H, W]`` in [0, 1], acts ``[B, act_dim]``, leading dims."""
+        """``obs [..., C, H, W]``, ``acts [..., act_dim]`` → frames ``[B, C, H, W]`` in [0, 1],
+        acts ``[B, act_dim]`` and the leading dims ``...`` (to restore on the output)."""
         lead = obs.shape[:obs.dim() - len(self.obs_shape)]
         frames = obs.reshape(-1, *self.obs_shape)
         if self.blank is not None:

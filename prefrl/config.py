@@ -43,6 +43,8 @@ class TrainConfig:
     reward_hidden: int = _f(64, "hidden units per layer of each member (A.1: 64)")
     reward_lr: float = _f(1e-3, "reward-model learning rate")
     reward_epochs: int = _f(8, "passes over the labels per refit (the first fit runs 5x as many)")
+    reward_batch_size: int = _f(64, "clip pairs per reward-model gradient step")
+    reward_min_steps: int = _f(100, "reward-model gradient steps per member per refit, at least")
     buffer_steps: int = _f(100_000, "recent agent steps kept to cut candidate clips from")
     n_envs: int = _f(4, "parallel environments (DummyVecEnv)")
     n_steps: int = _f(512, "PPO rollout length per environment")
@@ -63,7 +65,7 @@ class TrainConfig:
         if not self.run_dir:
             raise UserError("no run directory given: pass --run-dir PATH")
         for name in ("timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "ensemble_size",
-                     "reward_hidden", "reward_epochs", "oversample", "refit_every", "buffer_steps", "net_arch"):
+                     "reward_hidden", "reward_epochs", "reward_batch_size", "reward_min_steps", "oversample", "refit_every", "buffer_steps", "net_arch"):
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be a positive number (got {getattr(self, name)})")
         if not self.true_reward and self.labels <= 0:
@@ -102,7 +104,9 @@ def presets(env_id: str) -> dict:
         return {}
     known = {f.name for f in fields()}
     return {**{k: v for k, v in ATARI_PPO.items() if k in known}, "initial_labels": ATARI_INITIAL_LABELS,
-            "label_horizon": ATARI_HORIZON, "clip_steps": ATARI_CLIP_STEPS, "label_cap": ATARI_LABEL_CAP}
+            "label_horizon": ATARI_HORIZON, "clip_steps": ATARI_CLIP_STEPS, "label_cap": ATARI_LABEL_CAP,
+            # A CNN step on 64 pairs of 25 frames takes seconds on a CPU: smaller, fewer steps.
+            "reward_batch_size": 16, "reward_epochs": 1, "reward_min_steps": 25}
 
 
 def load_yaml(path: str | Path) -> dict:

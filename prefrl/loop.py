@@ -108,7 +108,8 @@ class Run:
         # Human mode records frames for envs that cannot be replayed: keep fewer steps then.
         capacity = min(cfg.buffer_steps, FRAME_BUFFER_STEPS) if self.human else cfg.buffer_steps
         self.buffer = TrajectoryBuffer(cfg.n_envs, self.clip_steps, capacity, env_id=cfg.env)
-        self.trainer = RewardTrainer(self.ensemble, lr=cfg.reward_lr, epochs=cfg.reward_epochs, seed=cfg.seed)
+        self.trainer = RewardTrainer(self.ensemble, lr=cfg.reward_lr, batch_size=cfg.reward_batch_size,
+                                     epochs=cfg.reward_epochs, min_steps=cfg.reward_min_steps, seed=cfg.seed)
         self.venv = self._make_venv()
         ppo_args = dict(n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
                         learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,

@@ -107,7 +107,7 @@ class RewardTrainer:
             results.append(self._evaluate(m, tensors, np.flatnonzero(~val), np.flatnonzero(val)))
         self.ensemble.eval()
         self.ensemble.invalidate()
-        train, vloss, acc = (np.nanmean([r[i] for r in results]) if results else math.nan for i in range(3))
+        train, vloss, acc = (_nanmean([r[i] for r in results]) for i in range(3))
         return FitMetrics(labels=n, train_loss=float(train), val_loss=float(vloss), val_accuracy=float(acc),
                           l2=float(np.mean(self.l2)), steps=steps)
 
@@ -145,6 +145,12 @@ class RewardTrainer:
             opt.load_state_dict(s)
         self.l2 = list(state["l2"])
         self.rng.bit_generator.state = state["rng"]
+
+
+def _nanmean(values: list[float]) -> float:
+    """Mean of the values that are not NaN (NaN if none are: e.g. no decided validation labels)."""
+    kept = [v for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else math.nan
 
 
 def _weight_norm(module: torch.nn.Module) -> torch.Tensor:
