@@ -41,15 +41,10 @@ def make_env(env_id: str, seed: int | None = None, render_mode: str | None = Non
     frames_needed = record_frames and render_mode is None
     from prefrl.atari import is_atari  # light: ale-py loads only for Atari ids
 
-    if is_atari(env_id):
-        from prefrl.atari import RecordScreen, make_atari_env
+    if is_atari(env_id):  # preprocessed once, there; people see the full-color screen
+        from prefrl.atari import make_atari_env
 
-        env = make_atari_env(env_id, render_mode=render_mode, **kwargs)
-        env = RecordScreen(env) if record_frames else env  # the full-color screen, not 84×84 gray
-        if seed is not None:
-            env.reset(seed=seed)
-            env.action_space.seed(seed)
-        return env
+        return make_atari_env(env_id, seed=seed, render_mode=render_mode, record_frames=record_frames)
     try:
         env = gym.make(env_id, render_mode="rgb_array" if frames_needed else render_mode, **kwargs)
     except (gym.error.UnregisteredEnv, gym.error.DeprecatedEnv) as e:

@@ -177,6 +177,7 @@ class _Window:
     """A pygame window showing frames at ``fps``; q, Esc or closing it stops."""
 
     def __init__(self, fps: float):
+        os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
         import pygame  # lazily: only the window needs it
 
         self._pg, self.fps, self.frames = pygame, fps, 0

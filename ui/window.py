@@ -18,7 +18,9 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-import pygame
+
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # keep the terminal for our own messages
+import pygame  # noqa: E402
 
 from prefrl.errors import UserError
 
