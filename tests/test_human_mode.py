@@ -82,7 +82,8 @@ def test_a_run_of_another_format_is_refused(tmp_path, capsys):
     run_dir.mkdir()
     (run_dir / "run.json").write_text(json.dumps({"application": "prefrl", "format": 99, "version": "9.0",
                                                   "config": {"env": TOY}}))
-    for argv in (["eval", str(run_dir)], ["train", "--run-dir", str(run_dir), "--resume"]):
+    for argv in (["eval", str(run_dir)], ["train", "--run-dir", str(run_dir), "--resume"],
+                 ["label", str(run_dir)], ["play", str(run_dir), "--video", str(tmp_path / "x.gif")]):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert "format 99" in err and "\n" not in err
