@@ -39,10 +39,14 @@ class TrajectoryBuffer:
         clip_steps: T, the length of the clips handed out.
         capacity: steps kept; the oldest finished episodes are dropped first.
         env_id: recorded in each clip.
+        frame_bytes: memory for recorded frames (only when a person labels): fewer steps are
+            kept when frames are large (an Atari screen is 100 KB).
     """
 
-    def __init__(self, n_envs: int, clip_steps: int, capacity: int = 100_000, env_id: str = ""):
+    def __init__(self, n_envs: int, clip_steps: int, capacity: int = 100_000, env_id: str = "",
+                 frame_bytes: int = 1 << 30):
         self.clip_steps, self.capacity, self.env_id = clip_steps, capacity, env_id
+        self.frame_bytes = frame_bytes
         self._open = [_Episode() for _ in range(n_envs)]
         self._done: deque[_Episode] = deque()
         self._done_steps = 0
@@ -57,6 +61,8 @@ class TrajectoryBuffer:
 
         ``states``/``frames``: per env, the simulator state or rendered frame of ``obs``.
         """
+        if frames is not None and self.capacity * frames[0].nbytes > self.frame_bytes:
+            self.capacity = max(4 * self.clip_steps, self.frame_bytes // frames[0].nbytes)
         for i, episode in enumerate(self._open):
             episode.obs.append(obs[i])
             episode.acts.append(acts[i])

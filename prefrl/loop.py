@@ -28,7 +28,6 @@ from prefrl.store import PreferenceStore
 from prefrl.trainer import RewardTrainer
 from prefrl.vec_env import LearnedRewardVecEnv, action_dim
 
-FRAME_BUFFER_STEPS = 20_000  # recorded frames are large; the newest steps are what gets asked about
 FIRST_FIT_EPOCHS = 5  # the first fit sees only initial-policy labels; fit them longer (A.2 does so on Atari)
 
 
@@ -105,9 +104,7 @@ class Run:
         if saved is None:
             rundir.write_run(self.dir, asdict(cfg))
         self.rng = np.random.default_rng([cfg.seed, 1])
-        # Human mode records frames for envs that cannot be replayed: keep fewer steps then.
-        capacity = min(cfg.buffer_steps, FRAME_BUFFER_STEPS) if self.human else cfg.buffer_steps
-        self.buffer = TrajectoryBuffer(cfg.n_envs, self.clip_steps, capacity, env_id=cfg.env)
+        self.buffer = TrajectoryBuffer(cfg.n_envs, self.clip_steps, cfg.buffer_steps, env_id=cfg.env)
         self.trainer = RewardTrainer(self.ensemble, lr=cfg.reward_lr, batch_size=cfg.reward_batch_size,
                                      epochs=cfg.reward_epochs, min_steps=cfg.reward_min_steps, seed=cfg.seed)
         self.venv = self._make_venv()

@@ -142,3 +142,14 @@ def test_kill_9_then_resume_loses_no_label_and_keeps_the_budget(tmp_path):
     assert len(after) == 60
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["labels"] == 60 and summary["timesteps"] >= 16384
+
+
+def test_recorded_frames_are_bounded_by_bytes():
+    buffer = TrajectoryBuffer(1, clip_steps=5, capacity=10_000, frame_bytes=100 * 64 * 64 * 3)
+    frame = np.zeros((64, 64, 3), np.uint8)
+    for t in range(500):
+        buffer.add(np.zeros((1, 2), np.float32), np.zeros((1, 1), np.float32), np.zeros(1),
+                   np.array([t % 10 == 9]), frames=[frame])
+    assert len(buffer) <= 100 + 10  # the newest ~100 frames' worth of steps (plus the open episode)
+    clip = buffer.sample_clips(1, np.random.default_rng(0))[0]
+    assert clip.frames.shape == (5, 64, 64, 3)
