@@ -70,7 +70,8 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_maps_envs_and_ui_under_prefrl(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for required in ("prefrl/__init__.py", "prefrl/cli.py", "prefrl/envs/__init__.py",
-                     "prefrl/envs/toy.py", "prefrl/envs/mujoco_variants.py", "prefrl/ui/__init__.py"):
+                     "prefrl/envs/toy.py", "prefrl/envs/mujoco_variants.py", "prefrl/ui/__init__.py",
+                     "prefrl/ui/window.py", "prefrl/lm/__init__.py", "prefrl/lm/tasks.py"):
         assert required in names, f"{required} missing from {wheel.name}: {names}"
     tops = {n.split("/", 1)[0] for n in names}
     assert "envs" not in tops and "ui" not in tops, sorted(tops)

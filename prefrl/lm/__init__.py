@@ -1,0 +1,19 @@
+"""The language side of prefrl: InstructGPT-style RLHF on tiny local models.
+
+Ouyang et al. 2022 ("Training language models to follow instructions with human
+feedback") fine-tune a policy on demonstrations (SFT), fit a reward model to comparisons
+between its samples, then optimise the policy against that reward with PPO and a KL
+penalty to the SFT model. This subpackage holds the first pieces: a byte-level BPE
+tokenizer (:mod:`.tokenizer`), tiny GPT-2 policies and sampling (:mod:`.model`), generated
+tasks with gold scorers (:mod:`.tasks`) and SFT (:mod:`.sft`).
+
+Importing ``prefrl.lm`` is light; ``transformers`` and ``tokenizers`` load when a function
+that needs them is first called.
+"""
+from prefrl.lm.model import encode_prompt, generate, load_causal_lm, tiny_gpt2
+from prefrl.lm.sft import sft
+from prefrl.lm.tasks import TASKS, Task, load_task
+from prefrl.lm.tokenizer import train_tokenizer
+
+__all__ = ["TASKS", "Task", "encode_prompt", "generate", "load_causal_lm", "load_task", "sft",
+           "tiny_gpt2", "train_tokenizer"]
