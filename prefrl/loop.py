@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from prefrl import rundir
 from prefrl.buffer import TrajectoryBuffer
 from prefrl.clips import Label
 from prefrl.config import TrainConfig
+from prefrl.display import require_display
 from prefrl.environment import check_spaces, clip_steps, is_image_space, make_env
 from prefrl.errors import UserError
 from prefrl.evaluation import evaluate
@@ -87,8 +87,9 @@ class Run:
         if cfg.selector not in SELECTORS:
             raise UserError(f"unknown selector '{cfg.selector}': use one of {', '.join(SELECTORS)}")
         self.human = cfg.oracle == "human" and not cfg.true_reward
-        if self.human and not cfg.no_window:
-            check_display()
+        if self.human and not cfg.no_window:  # a person needs a screen: fail before writing anything
+            require_display("no display for the labeling window: run under Xvfb (xvfb-run -a prefrl ...), pass "
+                            "--no-window and label elsewhere with `prefrl label RUN_DIR`, or use a synthetic --oracle")
         self.oracle = None if cfg.true_reward or self.human else make_oracle(
             cfg.oracle, seed=cfg.seed, beta=cfg.oracle_beta, gamma=cfg.oracle_gamma, eps=cfg.oracle_eps,
             skip=cfg.oracle_skip, equal=cfg.oracle_equal)
@@ -291,13 +292,6 @@ def make_ensemble(cfg: TrainConfig, env):
         blank = partial(blank_score, game=game_name(cfg.env)) if is_atari(cfg.env) else None
         return CnnRewardEnsemble(env.observation_space.shape, act_dim, cfg.ensemble_size, blank=blank)
     return RewardEnsemble(int(np.prod(env.observation_space.shape)), act_dim, cfg.ensemble_size, cfg.reward_hidden)
-
-
-def check_display() -> None:
-    """A person needs a screen: fail before anything is written if there is none."""
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("SDL_VIDEODRIVER")):
-        raise UserError("no display for the labeling window: run under Xvfb (xvfb-run -a prefrl ...), "
-                        "pass --no-window and label elsewhere with `prefrl label RUN_DIR`, or use a synthetic --oracle")
 
 
 def _stack(clips) -> tuple[np.ndarray, np.ndarray]:

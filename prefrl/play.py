@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from prefrl import rundir
 from prefrl.environment import make_env
+from prefrl.display import require_display
 from prefrl.errors import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -58,7 +58,7 @@ def play(run_dir, video: str | os.PathLike | None = None, episodes: int = 1, see
         if video.suffix.lower() not in VIDEO_SUFFIXES:
             raise UserError(f"cannot write video {video}: use a file ending in .mp4 or .gif")
     else:
-        _check_display()  # before loading anything: fail fast with what to do
+        require_display(_NO_DISPLAY)  # before loading anything: fail fast with what to do
     run = rundir.read_run(Path(run_dir))
     policy = _load_policy(Path(run_dir))
     env = make_env(run["config"]["env"], render_mode="rgb_array", record_states=False)
@@ -161,13 +161,6 @@ def _gif_stride(fps: float) -> int:
         if abs(round(centiseconds) - centiseconds) <= 0.05 * centiseconds:
             return k
     return first  # nothing close nearby: real time up to rounding
-
-
-def _check_display() -> None:
-    """UserError if a window cannot open: on Linux SDL needs X11/Wayland or a set driver."""
-    if (sys.platform.startswith("linux") and not os.environ.get("SDL_VIDEODRIVER")
-            and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
-        raise UserError(_NO_DISPLAY)
 
 
 _NO_DISPLAY = "no display for a window: pass --video FILE.mp4 (or .gif), or run under Xvfb"

@@ -22,6 +22,7 @@ import numpy as np
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # keep the terminal for our own messages
 import pygame  # noqa: E402
 
+from prefrl.display import require_display
 from prefrl.errors import UserError
 
 NO_DISPLAY = ("no display for the labeling window: run under Xvfb (xvfb-run ...) "
@@ -82,14 +83,9 @@ def trainer_state(meta: dict[str, str], now: float | None = None) -> str:
 
 
 def check_display() -> None:
-    """Raise :class:`UserError` where SDL has nowhere to open a window.
-
-    Checked before ``pygame.display.init``: on X11/Wayland systems without a display SDL
-    would otherwise fail with an obscure message (or pick an unexpected driver).
-    """
-    if sys.platform.startswith("linux") and not any(
-            os.environ.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")):
-        raise UserError(NO_DISPLAY)
+    """Raise :class:`UserError` where SDL has nowhere to open a window (before pygame's
+    own, obscure, error)."""
+    require_display(NO_DISPLAY)
 
 
 class ComparisonWindow:
