@@ -39,11 +39,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = TrainConfig(env=ENV, run_dir=str(out / f"run-s{args.seed}"), oracle="backflip", labels=args.labels,
+    cfg = TrainConfig(env=ENV, run_dir=str(out / "runs" / f"s{args.seed}"), oracle="backflip", labels=args.labels,
                       timesteps=args.timesteps, seed=args.seed, refit_every=args.refit_every,
                       eval_episodes=args.eval_episodes)
     rows, first = [], None
-    started = time.time()
+    started, host = time.time(), machine()  # the commit as training starts, not as it ends
 
     def on_checkpoint(run) -> bool:
         nonlocal first
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     (out / "evals.csv").unlink(missing_ok=True)
     summary = train(cfg, progress=False, on_checkpoint=on_checkpoint)
     results = {"command": " ".join([sys.executable, *sys.argv]), "date": datetime.now(timezone.utc).isoformat(),
-               "machine": machine(), "settings": vars(args), "first_success": first, "evals": rows,
+               "machine": host, "settings": vars(args), "first_success": first, "evals": rows,
                "summary": summary, "total_wall_seconds": time.time() - started}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     lines = [f"# Backflip from synthetic answers ({ENV}, judge: `backflip`)", "",

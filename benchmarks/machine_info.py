@@ -15,10 +15,8 @@ def machine() -> dict:
         except metadata.PackageNotFoundError:
             return "not installed"
 
-    try:
-        nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        nproc = str(len(os.sched_getaffinity(0)))
+    # Not `nproc`: it reports OMP_NUM_THREADS, which the benchmarks set to 1 for their children.
+    nproc = str(os.cpu_count())
     cpu, ram = platform.processor() or "unknown", "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
