@@ -154,4 +154,8 @@ def _nanmean(values: list[float]) -> float:
 
 
 def _weight_norm(module: torch.nn.Module) -> torch.Tensor:
-    return sum((p ** 2).sum() for name, p in module.named_parameters() if name.endswith("weight"))
+    """Squared norm of the weight matrices of linear and convolution layers only: L2 on the
+    gains of layer/batch norms (also named ``weight``) would pull them toward zero."""
+    linear = (torch.nn.Linear, torch.nn.Conv2d)
+    return sum((m.weight ** 2).sum() for m in module.modules()
+               if isinstance(m, linear) or type(m).__name__ == "Conv1D")  # GPT-2's linear layers
