@@ -61,8 +61,7 @@ def game_name(env_id: str) -> str:
     return env_id.partition("/")[2].rpartition("-v")[0]
 
 
-def make_atari_env(env_id: str, seed: int | None = None, render_mode: str | None = None,
-                   record_frames: bool = False) -> gym.Env:
+def make_atari_env(env_id: str, render_mode: str | None = None, record_frames: bool = False) -> gym.Env:
     """An ALE game preprocessed as in Christiano et al. 2017 A.2 (the DQN preprocessing).
 
     ``gym.make(env_id, frameskip=1)`` (so the ALE itself does not skip frames; v5's sticky
@@ -96,10 +95,7 @@ def make_atari_env(env_id: str, seed: int | None = None, render_mode: str | None
     env = gym.wrappers.FrameStackObservation(env, STACK)
     if record_frames:
         env = RecordScreen(env)
-    if seed is not None:
-        env.reset(seed=seed)
-        env.action_space.seed(seed)
-    return env
+    return env  # seeded, like every env, by prefrl.environment.make_env
 
 
 def score_rows(game: str) -> tuple[int, int]:

@@ -44,22 +44,28 @@ def make_env(env_id: str, seed: int | None = None, render_mode: str | None = Non
     if is_atari(env_id):  # preprocessed once, there; people see the full-color screen
         from prefrl.atari import make_atari_env
 
-        return make_atari_env(env_id, seed=seed, render_mode=render_mode, record_frames=record_frames)
+        env = make_atari_env(env_id, render_mode=render_mode, record_frames=record_frames)
+    else:
+        env = _make_gymnasium_env(env_id, render_mode="rgb_array" if frames_needed else render_mode, **kwargs)
+        if (record_states or record_frames) and is_mujoco(env):
+            env = RecordSimState(env)
+        elif frames_needed:
+            env = RecordFrames(env)
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+    return env
+
+
+def _make_gymnasium_env(env_id: str, render_mode: str | None, **kwargs) -> gym.Env:
     try:
-        env = gym.make(env_id, render_mode="rgb_array" if frames_needed else render_mode, **kwargs)
+        env = gym.make(env_id, render_mode=render_mode, **kwargs)
     except (gym.error.UnregisteredEnv, gym.error.DeprecatedEnv) as e:
         raise _unknown(env_id, str(e))
     except gym.error.Error as e:
         if not str(e).startswith("No registered env"):
             raise  # an error from inside the env's constructor, not from the id
         raise _unknown(env_id, str(e))
-    if (record_states or record_frames) and is_mujoco(env):
-        env = RecordSimState(env)
-    elif frames_needed:
-        env = RecordFrames(env)
-    if seed is not None:
-        env.reset(seed=seed)
-        env.action_space.seed(seed)
     return env
 
 

@@ -13,6 +13,7 @@ pytest.importorskip("cv2")
 from prefrl.atari import SCORE_AREAS, blank_score, is_atari, make_atari_env  # noqa: E402
 from prefrl.cnn_reward import CnnRewardEnsemble  # noqa: E402
 from prefrl.errors import UserError  # noqa: E402
+from prefrl.environment import make_env  # noqa: E402
 from prefrl.trainer import RewardTrainer  # noqa: E402
 
 
@@ -32,7 +33,7 @@ def test_is_atari_and_no_ale_at_import():
 
 
 def test_pong_observations_actions_and_true_score():
-    env = make_atari_env("ALE/Pong-v5", seed=0, record_frames=True)
+    env = make_env("ALE/Pong-v5", seed=0, record_frames=True)
     obs, info = env.reset(seed=0)
     assert obs.dtype == np.uint8 and obs.shape == (4, 84, 84) == env.observation_space.shape
     assert env.action_space.n == 6 and info["frame"].shape == (210, 160, 3)
@@ -48,7 +49,7 @@ def test_pong_observations_actions_and_true_score():
 
 def _score_change(env_id: str, steps_after: int = 5):
     """Random play until the score changes; the last frame before that step and ``steps_after`` steps on."""
-    env = make_atari_env(env_id, seed=0)
+    env = make_env(env_id, seed=0)
     obs, _ = env.reset(seed=0)
     for _ in range(5000):
         before = obs[-1]
