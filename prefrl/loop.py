@@ -14,16 +14,16 @@ import torch
 
 from prefrl import rundir
 from prefrl.buffer import TrajectoryBuffer
-from prefrl.clips import Label
 from prefrl.config import TrainConfig
 from prefrl.display import require_display
 from prefrl.environment import check_spaces, clip_steps, is_image_space, make_env
 from prefrl.errors import UserError
+from prefrl.feedback import Feedback
 from prefrl.evaluation import evaluate
 from prefrl.oracles import make_oracle
 from prefrl.reward import RewardEnsemble
 from prefrl.schedule import labels_due
-from prefrl.selectors import SELECTORS, select
+from prefrl.selectors import SELECTORS
 from prefrl.store import PreferenceStore
 from prefrl.trainer import RewardTrainer
 from prefrl.vec_env import LearnedRewardVecEnv, action_dim
@@ -131,7 +131,8 @@ class Run:
         from stable_baselines3.common.logger import configure
 
         self.agent.set_logger(configure(str(self.dir / "tb"), ["tensorboard"]))
-        self.last_fit, self.answers_fitted, self.window = None, -1, None
+        self.feedback = Feedback(self.store, self.trainer, cfg.selector, self.oracle, self.rng, cfg.label_cap)
+        self.last_fit, self.window = None, None
         self.started = time.time()
         self.heartbeat()
         if self.human and not cfg.no_window:  # a separate process: neither waits on the other
@@ -172,50 +173,25 @@ class Run:
             obs, *_ = self.venv.step(action)
 
     def ask_and_answer(self, due: int) -> None:
-        """Make queries up to the schedule's count; a synthetic oracle answers all pending ones.
-
-        People answer in their own windows at their own pace; the agent does not wait.
-        """
+        """Queries up to the schedule's count, cut from recent experience; an oracle answers them."""
         self.heartbeat()
-        new = due - self.store.num_answers() - len(self.store.pending_queries())
-        if new > 0:
-            self._ask(new)
-        if self.human:
-            return
-        pending = self.store.pending_queries()
-        if not pending:
-            return
-        left = [self.store.get_clip(q.left_id) for q in pending]
-        right = [self.store.get_clip(q.right_id) for q in pending]
-        for query, answer in zip(pending, self.oracle(left, right)):
-            self.store.record(Label(query.id, answer, source=f"oracle:{self.oracle.name}", labeler="oracle"))
 
-    def _ask(self, n: int) -> None:
-        """§2.3: sample ``oversample``× more candidate pairs than needed, ask the most disputed."""
-        clips = self.buffer.sample_clips(2 * n * self.cfg.oversample, self.rng)
-        left, right = clips[0::2], clips[1::2]
-        returns_left = self.ensemble.clip_returns(*_stack(left))
-        returns_right = self.ensemble.clip_returns(*_stack(right))
-        picked, scores = select(self.cfg.selector, returns_left, returns_right, n, self.rng)
-        self.store.add_queries([(left[i], right[i]) for i in picked], scores.tolist())
+        def candidates(n: int):  # §2.3: ``oversample``× more candidate pairs than queries
+            clips = self.buffer.sample_clips(2 * n * self.cfg.oversample, self.rng)
+            return clips[0::2], clips[1::2]
+
+        self.feedback.ask_and_answer(due, candidates)
 
     def fit_reward(self) -> None:
         """Refit the ensemble on every answer in the store (nothing to do if none are new)."""
-        answers = self.store.num_answers()
-        if answers == self.answers_fitted:
-            return  # nothing new to learn from
-        self.answers_fitted = answers
-        left, right, mu = self.store.preferences()
-        if self.cfg.label_cap:  # A.2: the newest answers describe what the agent does now
-            left, right, mu = left[-self.cfg.label_cap:], right[-self.cfg.label_cap:], mu[-self.cfg.label_cap:]
-        if len(mu) == 0:
-            return
-        obs_l, acts_l = _stack(left)
-        obs_r, acts_r = _stack(right)
-        if self.fits == 0:  # fix input statistics on the experience of the first fit
-            self.ensemble.set_input_stats(*self.buffer.sample_steps(10_000, self.rng))
+        def first_fit() -> None:  # fix input statistics on the experience of the first fit
+            if self.fits == 0:
+                self.ensemble.set_input_stats(*self.buffer.sample_steps(10_000, self.rng))
+
         epochs = self.cfg.reward_epochs * FIRST_FIT_EPOCHS if self.fits == 0 else None
-        metrics = self.trainer.fit(obs_l, acts_l, obs_r, acts_r, mu, epochs=epochs)
+        metrics = self.feedback.fit(epochs=epochs, before=first_fit)
+        if metrics is None:
+            return
         if len(self.buffer):
             self.ensemble.normalize(*self.buffer.sample_steps(10_000, self.rng))
         self.fits += 1
@@ -293,7 +269,3 @@ def make_ensemble(cfg: TrainConfig, env):
         return CnnRewardEnsemble(env.observation_space.shape, act_dim, cfg.ensemble_size, blank=blank)
     return RewardEnsemble(int(np.prod(env.observation_space.shape)), act_dim, cfg.ensemble_size, cfg.reward_hidden)
 
-
-def _stack(clips) -> tuple[np.ndarray, np.ndarray]:
-    """Clips → ``(obs [N, T, obs_dim], acts [N, T, act_dim])``."""
-    return np.stack([c.obs for c in clips]), np.stack([c.acts for c in clips])

@@ -24,10 +24,23 @@ VAL_TRAIN_RATIO = (1.1, 1.5)
 
 
 def bradley_terry_loss(returns_left: torch.Tensor, returns_right: torch.Tensor, mu: torch.Tensor,
-                       random_answer: float = RANDOM_ANSWER) -> torch.Tensor:
-    """Mean cross-entropy of labels ``mu [N]`` (P[left ≻ right]) under predicted clip returns ``[N]``."""
-    p_left = (1 - random_answer) * torch.sigmoid(returns_left - returns_right) + random_answer / 2
-    return -(mu * torch.log(p_left) + (1 - mu) * torch.log1p(-p_left)).mean()
+                       random_answer: float = RANDOM_ANSWER, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of labels ``mu [N]`` (P[left ≻ right]) under predicted clip returns ``[N]``.
+
+    The mean over pairs, or with ``weights [N]`` the weighted sum divided by the weights'
+    sum (a group of g pairs weighted 1/g each counts as one element, as in InstructGPT's
+    K-wise loss). Written with log-sigmoids so large reward gaps stay finite.
+    """
+    diff = returns_left - returns_right
+    if random_answer:
+        p_left = (1 - random_answer) * torch.sigmoid(diff) + random_answer / 2
+        log_left, log_right = torch.log(p_left), torch.log1p(-p_left)
+    else:
+        log_left, log_right = torch.nn.functional.logsigmoid(diff), torch.nn.functional.logsigmoid(-diff)
+    losses = -(mu * log_left + (1 - mu) * log_right)
+    if weights is None:
+        return losses.mean()
+    return (weights * losses).sum() / weights.sum()
 
 
 @dataclass(frozen=True)
@@ -71,7 +84,8 @@ class RewardTrainer:
         return np.random.default_rng([self.seed, member]).random(n) < VAL_FRACTION
 
     def fit(self, obs_left: np.ndarray, acts_left: np.ndarray, obs_right: np.ndarray,
-            acts_right: np.ndarray, mu: np.ndarray, epochs: int | None = None) -> FitMetrics:
+            acts_right: np.ndarray, mu: np.ndarray, epochs: int | None = None,
+            groups: np.ndarray | None = None) -> FitMetrics:
         """Train every member on labeled pairs.
 
         Args:
@@ -81,11 +95,17 @@ class RewardTrainer:
             mu: float32 ``[N]``, P[left ≻ right] per label (1, 0 or 0.5).
             epochs: overrides the trainer's epochs for this fit (e.g. a longer first fit); the
                 step floor scales with it.
+            groups: optional int ``[N]``, ids ``0..G-1`` numbered in order of first
+                appearance. Pairs sharing an id form ONE element of the bootstrap, the
+                validation split and each batch, each pair weighted by 1/(group size):
+                InstructGPT (§3.5) keeps all comparisons of one prompt together because as
+                separate shuffled examples they overfit. Without groups every pair is its own.
         """
         tensors = [torch.as_tensor(np.asarray(obs_left)), torch.as_tensor(acts_left, dtype=torch.float32),
                    torch.as_tensor(np.asarray(obs_right)), torch.as_tensor(acts_right, dtype=torch.float32),
                    torch.as_tensor(mu, dtype=torch.float32)]
-        n = len(mu)
+        units = _Units(len(mu), groups)
+        n = units.count
         results, steps = [], 0
         for m, member in enumerate(self.ensemble.members):
             val = self.val_mask(m, n)
@@ -98,31 +118,33 @@ class RewardTrainer:
             member.train()  # dropout and batch norm (the Atari CNN) act only while fitting
             for _ in range(n_steps):
                 batch = self.rng.choice(boot, size=min(self.batch_size, len(boot)), replace=False)
-                loss = self._loss(m, tensors, batch) + self.l2[m] * _weight_norm(member)
+                loss = self._loss(m, tensors, units, batch) + self.l2[m] * _weight_norm(member)
                 self.optimizers[m].zero_grad()
                 loss.backward()
                 self.optimizers[m].step()
             steps += n_steps
             member.eval()
-            results.append(self._evaluate(m, tensors, np.flatnonzero(~val), np.flatnonzero(val)))
+            results.append(self._evaluate(m, tensors, units, np.flatnonzero(~val), np.flatnonzero(val)))
         self.ensemble.eval()
         self.ensemble.invalidate()
         train, vloss, acc = (_nanmean([r[i] for r in results]) for i in range(3))
-        return FitMetrics(labels=n, train_loss=float(train), val_loss=float(vloss), val_accuracy=float(acc),
+        return FitMetrics(labels=len(mu), train_loss=float(train), val_loss=float(vloss), val_accuracy=float(acc),
                           l2=float(np.mean(self.l2)), steps=steps)
 
-    def _loss(self, m: int, tensors, idx) -> torch.Tensor:
+    def _loss(self, m: int, tensors, units: _Units, chosen) -> torch.Tensor:
+        idx, weights = units.pairs(chosen)
         obs_l, acts_l, obs_r, acts_r, mu = (t[idx] for t in tensors)
         r_left = self.ensemble.member_rewards(m, obs_l, acts_l).sum(-1)
         r_right = self.ensemble.member_rewards(m, obs_r, acts_r).sum(-1)
-        return bradley_terry_loss(r_left, r_right, mu)
+        return bradley_terry_loss(r_left, r_right, mu, weights=weights)
 
     @torch.no_grad()
-    def _evaluate(self, m: int, tensors, train_idx, val_idx) -> tuple[float, float, float]:
-        train_loss = self._loss(m, tensors, train_idx).item()
-        if len(val_idx) == 0:
+    def _evaluate(self, m: int, tensors, units: _Units, train_units, val_units) -> tuple[float, float, float]:
+        train_loss = self._loss(m, tensors, units, train_units).item()
+        if len(val_units) == 0:
             return train_loss, math.nan, math.nan
-        val_loss = self._loss(m, tensors, val_idx).item()
+        val_loss = self._loss(m, tensors, units, val_units).item()
+        val_idx, _ = units.pairs(val_units)
         # §2.2.3: keep validation loss 1.1–1.5× training loss by adapting the L2 weight.
         ratio = val_loss / max(train_loss, 1e-8)
         if ratio > VAL_TRAIN_RATIO[1]:
@@ -145,6 +167,31 @@ class RewardTrainer:
             opt.load_state_dict(s)
         self.l2 = list(state["l2"])
         self.rng.bit_generator.state = state["rng"]
+
+
+class _Units:
+    """What the trainer samples: single pairs, or groups of pairs (see ``groups`` in :meth:`RewardTrainer.fit`)."""
+
+    def __init__(self, n_pairs: int, groups: np.ndarray | None):
+        self.groups = None if groups is None else np.asarray(groups, dtype=np.int64)
+        if self.groups is None:
+            self.count = n_pairs
+            return
+        if len(self.groups) != n_pairs:
+            raise ValueError(f"{len(self.groups)} group ids for {n_pairs} pairs")
+        order = np.argsort(self.groups, kind="stable")
+        self.count = int(self.groups.max()) + 1 if n_pairs else 0
+        bounds = np.searchsorted(self.groups[order], np.arange(self.count + 1))
+        self.members = [order[bounds[g]:bounds[g + 1]] for g in range(self.count)]
+
+    def pairs(self, chosen) -> tuple[np.ndarray, torch.Tensor | None]:
+        """Pair indices of the chosen units, and per-pair weights (``None``: all equal)."""
+        chosen = np.asarray(chosen)
+        if self.groups is None:
+            return chosen, None
+        parts = [self.members[u] for u in chosen]
+        weights = np.concatenate([np.full(len(p), 1.0 / len(p)) for p in parts])
+        return np.concatenate(parts), torch.as_tensor(weights, dtype=torch.float32)
 
 
 def _nanmean(values: list[float]) -> float:
