@@ -1,4 +1,7 @@
-"""``prefrl`` command line: ``train`` and ``eval``. Flags come from :class:`TrainConfig`.
+"""``prefrl`` command line: ``train``, ``eval``, ``label``, ``play`` and ``lm train|label|sample``.
+
+Training flags come from the config dataclasses (:class:`prefrl.config.TrainConfig`,
+:class:`prefrl.lm.config.LMConfig`).
 
 A user's mistake ends with one line on stderr, ``prefrl: <problem>: <what to do>``, and
 exit code 2; nothing on disk is touched by a command that fails its checks.
@@ -25,17 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a policy from preferences (or the true reward)",
                            description="Train PPO on a reward learned from preference answers.")
-    train.add_argument("--config", metavar="FILE.yaml", help="settings file; flags override it")
-    train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
-    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    for f in config_mod.fields():
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            train.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
-        else:
-            kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], float)
-            train.add_argument(flag, type=kind, default=None, metavar=f.name.upper(),
-                               help=f"{f.metadata['help']} (default: {f.default})")
+    _add_config_flags(train, config_mod.TrainConfig)
     train.set_defaults(func=_train)
 
     ev = sub.add_parser("eval", help="evaluate a run's policy on the true reward, print JSON")
@@ -56,7 +49,100 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--episodes", type=int, default=1, help="episodes to play")
     play.add_argument("--seed", type=int, default=0, help="seed of the episodes")
     play.set_defaults(func=_play)
+    _add_lm_commands(sub)
     return parser
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """``--config``, ``--resume``, ``--no-progress`` and one flag per field of ``cls``."""
+    parser.add_argument("--config", metavar="FILE.yaml", help="settings file; flags override it")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    for f in config_mod.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], float)
+            parser.add_argument(flag, type=kind, default=None, metavar=f.name.upper(),
+                                help=f"{f.metadata['help']} (default: {f.default})")
+
+
+def _config_from_args(args, cls: type, presets: dict | None = None):
+    """Defaults < presets < the resumed run's config < ``--config`` file < flags."""
+    from prefrl import rundir
+
+    given = {f.name: getattr(args, f.name) for f in config_mod.fields(cls) if getattr(args, f.name) is not None}
+    values: dict = dict(presets or {})
+    if args.resume and given.get("run_dir"):
+        values.update(rundir.read_run(Path(given["run_dir"]))["config"])
+    if args.config:
+        values.update(config_mod.load_yaml(args.config, cls))
+    values.update(given)
+    return config_mod.build(values, cls)
+
+
+def _add_lm_commands(sub) -> None:
+    lm = sub.add_parser("lm", help="the same loop for language models: train, label, sample",
+                        description="InstructGPT-style RLHF: SFT, a reward model from comparisons, PPO with a KL penalty.")
+    lm_sub = lm.add_subparsers(dest="lm_command", required=True, parser_class=_Parser)
+    from prefrl.lm.config import LMConfig
+
+    train = lm_sub.add_parser("train", help="SFT, then reward learning and PPO side by side",
+                              description="Fine-tune a causal LM on a task's demonstrations, then optimise it by "
+                                          "PPO against a reward ensemble fitted to preference answers.")
+    _add_config_flags(train, LMConfig)
+    train.set_defaults(func=_lm_train)
+
+    label = lm_sub.add_parser("label", help="answer a language run's queries in a window (or the terminal)",
+                              description="Compare two responses to one prompt; any number of labelers can run at once.")
+    label.add_argument("run_dir", help="a folder made by `prefrl lm train`")
+    label.add_argument("--labeler", help="your name in the store (default: user@host:pid)")
+    label.add_argument("--terminal", action="store_true", help="answer in this terminal instead of a window")
+    label.set_defaults(func=_lm_label)
+
+    sample = lm_sub.add_parser("sample", help="sample responses from a language run's policy, print JSON")
+    sample.add_argument("run_dir", help="a folder made by `prefrl lm train`")
+    sample.add_argument("--prompt", action="append", required=True, help="a prompt (repeat for several)")
+    sample.add_argument("--n", type=int, default=1, help="responses per prompt")
+    sample.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
+    sample.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    sample.add_argument("--max-new-tokens", type=int, default=0, help="0 = the task's response length")
+    sample.add_argument("--sft", action="store_true", help="sample from the SFT model instead of the policy")
+    sample.add_argument("--seed", type=int, default=0, help="sampling seed")
+    sample.set_defaults(func=_lm_sample)
+
+
+def _lm_train(args) -> int:
+    from prefrl.lm.config import LMConfig
+    from prefrl.lm.loop import train_lm
+
+    summary = train_lm(_config_from_args(args, LMConfig), resume=args.resume, progress=not args.no_progress)
+    print(json.dumps(summary, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _lm_label(args) -> int:
+    from prefrl import rundir
+
+    saved = rundir.read_run(Path(args.run_dir))
+    if not str(saved["config"].get("env", "")).startswith("lm:"):
+        raise UserError(f"{args.run_dir} is not a language run: label it with `prefrl label {args.run_dir}`")
+    if args.terminal:
+        from prefrl.ui.terminal import run
+    else:
+        from prefrl.ui.labeler import run
+    print(json.dumps(run(args.run_dir, labeler=args.labeler), indent=2))
+    return 0
+
+
+def _lm_sample(args) -> int:
+    from prefrl.lm.sample import sample
+
+    out = sample(args.run_dir, args.prompt, n=args.n, greedy=args.greedy, temperature=args.temperature,
+                 max_new_tokens=args.max_new_tokens, sft=args.sft, seed=args.seed)
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
 
 
 def _label(args) -> int:
@@ -78,21 +164,12 @@ def _play(args) -> int:
 
 
 def _train(args) -> int:
-    from prefrl import rundir
     from prefrl.loop import train
 
-    given = {f.name: getattr(args, f.name) for f in config_mod.fields() if getattr(args, f.name) is not None}
-    values: dict = {}
-    env_id = given.get("env") or (config_mod.load_yaml(args.config).get("env") if args.config else None)
-    if env_id:
-        values.update(config_mod.presets(str(env_id)))
-    if args.resume and given.get("run_dir"):
-        values.update(rundir.read_run(Path(given["run_dir"]))["config"])
-    if args.config:
-        values.update(config_mod.load_yaml(args.config))
-    values.update(given)
-    cfg = config_mod.build(values)
-    summary = train(cfg, resume=args.resume, progress=not args.no_progress)
+    env_id = args.env or (config_mod.load_yaml(args.config).get("env") if args.config else None)
+    presets = config_mod.presets(str(env_id)) if env_id else {}
+    summary = train(_config_from_args(args, config_mod.TrainConfig, presets), resume=args.resume,
+                    progress=not args.no_progress)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -1,5 +1,10 @@
-"""``TrainConfig``: every setting of a run in one typed dataclass; the CLI flags and the
-YAML file (``--config``) are generated from it, and flags override the file."""
+"""Every setting of a run in one typed dataclass; the CLI flags and the YAML file
+(``--config``) are generated from it, and flags override the file.
+
+:class:`FeedbackConfig` holds what every preference run shares (budget, labelers, query
+selection, reward-model fitting); :class:`TrainConfig` adds the control world (gymnasium
+env, SB3 PPO) and :class:`prefrl.lm.config.LMConfig` the language world.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -15,14 +20,11 @@ def _f(default, help: str, **kw):
 
 
 @dataclass
-class TrainConfig:
-    """A preference-learning (or true-reward) training run."""
+class FeedbackConfig:
+    """Settings shared by every preference run: who answers, how queries are chosen, the fit."""
 
-    env: str = _f("", "gymnasium id, e.g. HalfCheetah-v5, prefrl/HopperNoTerm-v0 or mymodule:MyEnv-v0")
     run_dir: str = _f("", "folder for the store, checkpoints, logs and summary.json")
-    timesteps: int = _f(1_000_000, "agent environment steps for PPO")
     labels: int = _f(700, "total preference answers to ask for (the label budget)")
-    true_reward: bool = _f(False, "train PPO on the environment's own reward (the baseline); no labels")
     oracle: str = _f("perfect", "who answers: human, backflip (scripted judge), or a B-Pref teacher: perfect, stochastic, mistake, myopic, skip, equal")
     no_window: bool = _f(False, "with --oracle human: open no labeling window here (use `prefrl label RUN_DIR`)")
     oracle_beta: float | None = _f(None, "rationality of the stochastic teacher (B-Pref)")
@@ -32,19 +34,54 @@ class TrainConfig:
     oracle_equal: float | None = _f(None, "tie threshold, as a fraction of the mean clip return")
     selector: str = _f("disagreement", "query selection: disagreement, entropy or random")
     oversample: int = _f(10, "candidate pairs sampled per query asked (Christiano et al. §2.3: 10)")
-    clip_steps: int = _f(0, "steps per clip; 0 = about 1.5 s of simulated time, 15 to 60 steps")
     initial_label_fraction: float = _f(0.25, "share of the budget asked from the initial policy (A.1: 25 percent)")
-    initial_labels: int = _f(0, "labels asked from the initial policy, overriding the share if > 0 (A.2 Atari: 500)")
     label_cap: int = _f(0, "fit on the newest N answers only; 0 = all (A.2 Atari kept the last 3000)")
-    reward_model: str = _f("auto", "reward model: mlp, cnn (pixels), or auto (cnn for image observations)")
-    label_horizon: float = _f(2e6, "label rate ∝ h/(T+h) after the initial share (A.1: 2e6 MuJoCo)")
-    refit_every: int = _f(32_768, "agent steps between label requests and reward refits")
     ensemble_size: int = _f(3, "reward-model members (§2.2.1: 3)")
-    reward_hidden: int = _f(64, "hidden units per layer of each member (A.1: 64)")
     reward_lr: float = _f(1e-3, "reward-model learning rate")
     reward_epochs: int = _f(8, "passes over the labels per refit (the first fit runs 5x as many)")
     reward_batch_size: int = _f(64, "clip pairs per reward-model gradient step")
     reward_min_steps: int = _f(100, "reward-model gradient steps per member per refit, at least")
+    seed: int = _f(0, "seed for the environments, PPO, the oracle and query selection")
+
+    COMMAND = "prefrl train"  # where a user reads the settings
+    POSITIVE = ("ensemble_size", "reward_epochs", "reward_batch_size", "reward_min_steps", "oversample")
+    NON_NEGATIVE = ("label_cap",)
+    POSITIVE_REAL = ("reward_lr",)
+
+    def validate(self):
+        if not self.run_dir:
+            raise UserError("no run directory given: pass --run-dir PATH")
+        for name in self.POSITIVE:
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be a positive number (got {getattr(self, name)})")
+        for name in self.NON_NEGATIVE:
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} must not be negative (got {getattr(self, name)})")
+        for name in self.POSITIVE_REAL:
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise UserError(f"--{name.replace('_', '-')} must be a positive number (got {value})")
+        if not 0 <= self.initial_label_fraction <= 1:
+            raise UserError(f"--initial-label-fraction must be in [0, 1] (got {self.initial_label_fraction})")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainConfig(FeedbackConfig):
+    """A preference-learning (or true-reward) training run on a gymnasium env."""
+
+    env: str = _f("", "gymnasium id, e.g. HalfCheetah-v5, prefrl/HopperNoTerm-v0 or mymodule:MyEnv-v0")
+    timesteps: int = _f(1_000_000, "agent environment steps for PPO")
+    true_reward: bool = _f(False, "train PPO on the environment's own reward (the baseline); no labels")
+    clip_steps: int = _f(0, "steps per clip; 0 = about 1.5 s of simulated time, 15 to 60 steps")
+    initial_labels: int = _f(0, "labels asked from the initial policy, overriding the share if > 0 (A.2 Atari: 500)")
+    reward_model: str = _f("auto", "reward model: mlp, cnn (pixels), or auto (cnn for image observations)")
+    label_horizon: float = _f(2e6, "label rate ∝ h/(T+h) after the initial share (A.1: 2e6 MuJoCo)")
+    refit_every: int = _f(32_768, "agent steps between label requests and reward refits")
+    reward_hidden: int = _f(64, "hidden units per layer of each member (A.1: 64)")
     buffer_steps: int = _f(100_000, "recent agent steps kept to cut candidate clips from")
     n_envs: int = _f(4, "parallel environments (DummyVecEnv)")
     n_steps: int = _f(512, "PPO rollout length per environment")
@@ -57,38 +94,25 @@ class TrainConfig:
     ent_coef: float = _f(0.0, "PPO entropy bonus")
     net_arch: int = _f(64, "PPO policy/value hidden units (two layers)")
     eval_episodes: int = _f(10, "deterministic episodes on the true reward at the end")
-    seed: int = _f(0, "seed for the environments, PPO, the oracle and query selection")
+
+    POSITIVE = FeedbackConfig.POSITIVE + ("timesteps", "n_envs", "n_steps", "batch_size", "n_epochs",
+                                          "reward_hidden", "refit_every", "buffer_steps", "net_arch")
+    NON_NEGATIVE = FeedbackConfig.NON_NEGATIVE + ("eval_episodes", "clip_steps", "initial_labels")
+    POSITIVE_REAL = FeedbackConfig.POSITIVE_REAL + ("learning_rate", "label_horizon")
 
     def validate(self) -> TrainConfig:
         if not self.env:
             raise UserError("no environment given: pass --env ID (e.g. --env HalfCheetah-v5)")
-        if not self.run_dir:
-            raise UserError("no run directory given: pass --run-dir PATH")
-        for name in ("timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "ensemble_size",
-                     "reward_hidden", "reward_epochs", "reward_batch_size", "reward_min_steps", "oversample", "refit_every", "buffer_steps", "net_arch"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be a positive number (got {getattr(self, name)})")
+        super().validate()
         if not self.true_reward and self.labels <= 0:
             raise UserError(f"--labels must be a positive number (got {self.labels}); use --true-reward to train without labels")
-        for name in ("eval_episodes", "clip_steps", "initial_labels", "label_cap"):
-            if getattr(self, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} must not be negative (got {getattr(self, name)})")
         if self.reward_model not in ("auto", "mlp", "cnn"):
             raise UserError(f"unknown --reward-model '{self.reward_model}': use auto, mlp or cnn")
-        if not 0 <= self.initial_label_fraction <= 1:
-            raise UserError(f"--initial-label-fraction must be in [0, 1] (got {self.initial_label_fraction})")
-        for name in ("learning_rate", "reward_lr", "label_horizon"):
-            value = getattr(self, name)
-            if not (value > 0 and math.isfinite(value)):
-                raise UserError(f"--{name.replace('_', '-')} must be a positive number (got {value})")
         return self
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-
-def fields() -> list[dataclasses.Field]:
-    return list(dataclasses.fields(TrainConfig))
+def fields(cls: type = TrainConfig) -> list[dataclasses.Field]:
+    return list(dataclasses.fields(cls))
 
 
 def presets(env_id: str) -> dict:
@@ -109,8 +133,8 @@ def presets(env_id: str) -> dict:
             "reward_batch_size": 16, "reward_epochs": 1, "reward_min_steps": 25}
 
 
-def load_yaml(path: str | Path) -> dict:
-    """Settings from a YAML mapping whose keys are TrainConfig fields (dashes or underscores)."""
+def load_yaml(path: str | Path, cls: type = TrainConfig) -> dict:
+    """Settings from a YAML mapping whose keys are fields of ``cls`` (dashes or underscores)."""
     import yaml
 
     try:
@@ -123,20 +147,20 @@ def load_yaml(path: str | Path) -> dict:
         return {}
     if not isinstance(data, dict):
         raise UserError(f"config file {path} must hold a mapping of settings (key: value), not {type(data).__name__}")
-    known = {f.name: f for f in fields()}
+    known = {f.name: f for f in fields(cls)}
     out = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
         if name not in known:
-            raise UserError(f"config file {path}: unknown setting '{key}'; see `prefrl train --help` for the settings")
+            raise UserError(f"config file {path}: unknown setting '{key}'; see `{cls.COMMAND} --help` for the settings")
         out[name] = value
     return out
 
 
-def build(values: dict) -> TrainConfig:
-    """A validated TrainConfig from a mapping of field values (types coerced, errors as UserError)."""
+def build(values: dict, cls: type = TrainConfig):
+    """A validated ``cls`` from a mapping of field values (types coerced, errors as UserError)."""
     kwargs = {}
-    for f in fields():
+    for f in fields(cls):
         if f.name not in values or values[f.name] is None:
             continue
         value = values[f.name]
@@ -149,4 +173,4 @@ def build(values: dict) -> TrainConfig:
                 raise ValueError(value)
         except (TypeError, ValueError):
             raise UserError(f"setting {f.name} = {value!r} is not a valid {kind.__name__}") from None
-    return TrainConfig(**kwargs).validate()
+    return cls(**kwargs).validate()
