@@ -5,6 +5,9 @@ process: queries are claimed in the store so no two windows show the same one. E
 answer is committed the moment it is given, so quitting in any way (q, Esc, closing the
 window, SIGTERM, Ctrl-C) loses nothing answered; claims on the rest are released and they
 stay in the store for the next labeler.
+
+Language runs (env id ``lm:<task>``) are shown as text (:mod:`prefrl.ui.text_window`),
+everything else as rendered clips; only the window and what prepares a pair for it differ.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from pathlib import Path
 
 from prefrl.clips import Label
 from prefrl.errors import UserError
+from prefrl.lm.clips import ENV_PREFIX
 from prefrl.store import PreferenceStore
 
 from prefrl.ui.prefetch import Prefetcher, Prepared
@@ -49,6 +53,22 @@ def open_run(run_dir) -> Path:
     return path
 
 
+def open_view(run_dir, env_id: str | None, renderer_size: tuple[int, int] = (320, 240)):
+    """The window and the pair preparer for a run: text for language runs, clips otherwise.
+
+    The preparer has :class:`Prefetcher`'s interface; the window, :class:`ComparisonWindow`'s.
+
+    Raises:
+        UserError: no display, or a text run whose ``RUN_DIR/sft`` holds no tokenizer.
+    """
+    if (env_id or "").startswith(ENV_PREFIX):
+        from prefrl.ui.text_window import TextPreparer, TextWindow, load_tokenizer
+
+        preparer = TextPreparer(load_tokenizer(run_dir))  # before a window opens
+        return TextWindow(), preparer
+    return ComparisonWindow(renderer_size), Prefetcher(env_id, renderer_size)
+
+
 class LabelingSession:
     """A window, a store connection and a prefetch thread; :meth:`step` runs one tick.
 
@@ -56,7 +76,8 @@ class LabelingSession:
 
     Attributes:
         labeler: the name answers are recorded under.
-        current: the :class:`Prepared` pair on screen, or ``None``.
+        current: the pair on screen (:class:`Prepared`, or a :class:`~prefrl.ui.text_window.TextPair`
+            for text runs), or ``None``.
         switch_latencies: seconds from each answer's key press to the next pair's first
             frame on screen (answers followed by a pair already rendered ahead or not).
     """
@@ -71,8 +92,7 @@ class LabelingSession:
         self.window = None
         self.prefetcher = None
         try:
-            self.window = ComparisonWindow(renderer_size)
-            self.prefetcher = Prefetcher(self.store.meta.get("env_id"), renderer_size)
+            self.window, self.prefetcher = open_view(run_dir, self.store.meta.get("env_id"), renderer_size)
             self.prefetcher.start()
         except BaseException:
             self.close()
@@ -200,7 +220,7 @@ class LabelingSession:
 
     def _show(self, item: Prepared) -> None:
         self.current = item
-        self.window.show(item.left, item.right, item.fps, item.lengths)
+        self.window.present(item)
 
     # -- status -----------------------------------------------------------------------------
     def _refresh_status(self) -> None:
@@ -254,7 +274,8 @@ def run(run_dir, labeler: str | None = None, max_answers: int | None = None,
         without answers).
 
     Raises:
-        UserError: no run in ``run_dir``, or no display to open the window on.
+        UserError: no run in ``run_dir``, no display to open the window on, or a text run
+            without its tokenizer in ``RUN_DIR/sft``.
     """
     session = LabelingSession(run_dir, labeler, max_answers, renderer_size)
     previous = None

@@ -100,6 +100,11 @@ class ComparisonWindow:
         UserError: there is no display to open the window on.
     """
 
+    LEGEND = (("←", "Left", "left better"), ("→", "Right", "right better"), ("↑", "Up", "equal"),
+              ("↓", "Down", "can't tell"), ("space", "Space", "replay"), ("⌫", "Backspace", "undo"),
+              ("q", "Q", "quit"))
+    """The key legend: ``(key as drawn with DejaVu, key in ASCII, what it does)``."""
+
     def __init__(self, clip_size: tuple[int, int] = (320, 240), max_fps: int = 60):
         check_display()
         # X11 window class "prefrl" instead of the script name pygame's import puts there
@@ -137,6 +142,10 @@ class ComparisonWindow:
         self.message = "no query waiting — the agent is collecting experience"
 
     # -- what to show ---------------------------------------------------------------------
+    def present(self, item) -> None:
+        """Show a :class:`prefrl.ui.prefetch.Prepared` pair (the labeling session's call)."""
+        self.show(item.left, item.right, item.fps, item.lengths)
+
     def show(self, left: np.ndarray, right: np.ndarray, fps: float,
              lengths: tuple[int, int] | None = None) -> None:
         """Start looping a new pair from its first frame.
@@ -178,14 +187,7 @@ class ComparisonWindow:
         """
         for event in pygame.event.get():
             now = time.monotonic()
-            action = None
-            if event.type == pygame.QUIT:
-                action = "quit"
-            elif event.type == pygame.KEYDOWN:
-                action = _KEYS.get(event.key)
-            elif event.type == pygame.MOUSEBUTTONDOWN and event.button == 1:
-                action = ("left" if self.left_box.collidepoint(event.pos) else
-                          "right" if self.right_box.collidepoint(event.pos) else None)
+            action = self._action(event)
             if action == "replay":
                 self._start = now
             elif action in ANSWER_ACTIONS and self._pair is None:
@@ -200,6 +202,17 @@ class ComparisonWindow:
         """Close the window (safe to call twice)."""
         pygame.display.quit()
 
+    def _action(self, event) -> str | None:
+        """The action an event stands for, if any (subclasses add their own events here)."""
+        if event.type == pygame.QUIT:
+            return "quit"
+        if event.type == pygame.KEYDOWN:
+            return _KEYS.get(event.key)
+        if event.type == pygame.MOUSEBUTTONDOWN and event.button == 1:
+            return ("left" if self.left_box.collidepoint(event.pos) else
+                    "right" if self.right_box.collidepoint(event.pos) else None)
+        return None
+
     # -- drawing ----------------------------------------------------------------------------
     def _draw(self) -> None:
         screen = self.screen
@@ -207,16 +220,19 @@ class ComparisonWindow:
         if self._pair is None:
             self._draw_waiting()
         else:
-            step = int((time.monotonic() - self._start) * self._fps)
-            for side, (frames, box, length) in enumerate(zip(self._pair, (self.left_box, self.right_box),
-                                                            self._lengths)):
-                self._draw_clip(side, frames, box, length, step)
+            self._draw_pair()
         y = self.left_box.bottom + _BAR + 18
         self._legend(screen.get_width() // 2, y)
         self._text(self.status.line(), (screen.get_width() // 2, y + _LINE), _TEXT, center=True)
         pygame.display.flip()
         if self._pair is not None and self.shown_at is None:
             self.shown_at = time.monotonic()
+
+    def _draw_pair(self) -> None:
+        step = int((time.monotonic() - self._start) * self._fps)
+        for side, (frames, box, length) in enumerate(zip(self._pair, (self.left_box, self.right_box),
+                                                        self._lengths)):
+            self._draw_clip(side, frames, box, length, step)
 
     def _draw_clip(self, side: int, frames: np.ndarray, box: pygame.Rect, length: int, step: int) -> None:
         index = step % len(frames)
@@ -249,13 +265,10 @@ class ComparisonWindow:
 
     def _legend(self, centerx: int, y: int) -> None:
         """The key legend, keys bright and what they do dim, centred on ``centerx``."""
-        keys = ("←", "→", "↑", "↓", "space", "⌫", "q") if self._arrows else \
-            ("Left", "Right", "Up", "Down", "Space", "Backspace", "Q")
-        what = ("left better", "right better", "equal", "can't tell", "replay", "undo", "quit")
         parts = []
-        for k, w in zip(keys, what):
-            parts += [(k + " ", _TEXT), (w + "     ", _DIM)]
-        parts[-1] = (what[-1], _DIM)
+        for glyph, name, what in self.LEGEND:
+            parts += [((glyph if self._arrows else name) + " ", _TEXT), (what + "     ", _DIM)]
+        parts[-1] = (self.LEGEND[-1][2], _DIM)
         surfs = [self._font.render(text, True, color) for text, color in parts]
         x = centerx - sum(s.get_width() for s in surfs) // 2
         for surf in surfs:

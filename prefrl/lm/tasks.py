@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import random
 import re
 from dataclasses import dataclass
@@ -205,12 +206,15 @@ TASKS: dict[str, Callable[..., Task]] = {"arithmetic": arithmetic, "length": len
 
 
 def load_task(spec: str, seed: int = 0) -> Task:
-    """A shipped task by name, or ``"module:callable"`` returning a :class:`Task`.
+    """A shipped task by name, ``"module:callable"`` returning a :class:`Task`, or a JSON Lines file.
 
     The callable gets ``seed=seed`` if it takes a ``seed`` argument, else no arguments.
+    A file is read by :func:`task_from_file`.
     """
     if spec in TASKS:
         return _check(TASKS[spec](seed=seed), spec)
+    if spec.endswith((".jsonl", ".json")) or os.path.isfile(spec):
+        return _check(task_from_file(spec, seed=seed), spec)
     if ":" not in spec:
         raise UserError(f"unknown task {spec!r}; use one of {', '.join(TASKS)} or 'module:callable'")
     module_name, _, attr = spec.partition(":")
@@ -229,6 +233,44 @@ def load_task(spec: str, seed: int = 0) -> Task:
         takes_seed = False
     task = fn(seed=seed) if takes_seed else fn()
     return _check(task, spec)
+
+
+def task_from_file(path: str, seed: int = 0, max_response_tokens: int = 64) -> Task:
+    """A task from a UTF-8 JSON Lines file of demonstrations, one ``{"prompt": ..., "response": ...}`` per line.
+
+    There is no gold scorer, so only people can judge (``--oracle human``); a tenth of the
+    distinct prompts (at least one) is held out for evaluation, as for the shipped tasks.
+    """
+    import json
+
+    name = os.path.splitext(os.path.basename(path))[0]
+    try:
+        raw = open(path, "rb").read()
+    except OSError as exc:
+        raise UserError(f"task file {path!r} cannot be read ({exc.strerror}); check the path") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"task file {path!r} is not UTF-8 (byte {exc.start}); save it as UTF-8") from None
+    demos = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            demo = (row["prompt"], row["response"])
+            if not all(isinstance(x, str) for x in demo):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise UserError(f"task file {path!r} line {number}: expected {{\"prompt\": \"...\", \"response\": \"...\"}}; "
+                            f"fix that line") from None
+        demos.append(demo)
+    if not demos:
+        raise UserError(f"task file {path!r} holds no demonstrations; add lines of "
+                        f"{{\"prompt\": \"...\", \"response\": \"...\"}}")
+    prompts = sorted({p for p, _ in demos})
+    train, held_out = _split(prompts, random.Random(seed)) if len(prompts) > 1 else (prompts, prompts)
+    return Task(name, train, held_out, demos, None, max_response_tokens=max_response_tokens)
 
 
 def _check(task: object, spec: str) -> Task:
