@@ -66,8 +66,12 @@ def test_shipped_task(tasks, name):
     assert task.prompts and task.eval_prompts and len(task.demonstrations) >= 1000
     assert not set(task.prompts) & set(task.eval_prompts)  # held out means held out
     assert task.max_response_tokens >= 1
-    demo_scores = [task.score(p, r) for p, r in task.demonstrations[:500]]
-    assert min(demo_scores) >= 0.99
+    # A careless demonstrator: about 30% of demonstrations carry the flaw the scorer marks down,
+    # and none without the flaw (flawed=0) do.
+    flawed = sum(task.score(p, r) < 0.99 for p, r in task.demonstrations[:1000]) / 1000
+    assert 0.2 < flawed < 0.4
+    clean = TASKS[name](seed=0, flawed=0.0)
+    assert min(clean.score(p, r) for p, r in clean.demonstrations[:500]) >= 0.99
     for prompt in task.eval_prompts:
         assert task.score(prompt, WRONG[name](prompt)) <= 0.1
     assert load_task(name, seed=0).demonstrations == task.demonstrations  # deterministic

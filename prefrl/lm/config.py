@@ -20,6 +20,7 @@ class LMConfig(FeedbackConfig):
     labels: int = _f(2000, "total preference answers to ask for (the label budget)")
     oracle: str = _f("perfect", "who answers: human, or a B-Pref teacher on the task's gold score: perfect, stochastic, mistake, myopic, skip, equal")
     no_window: bool = _f(False, "with --oracle human: open no labeling window here (use `prefrl lm label RUN_DIR`)")
+    true_reward: bool = _f(False, "PPO on the task's gold score itself (the baseline); no labels")
     initial_label_fraction: float = _f(0.5, "share of the budget asked about SFT samples before PPO starts")
     label_horizon: float = _f(2000.0, "label rate ∝ h/(n+h) over n sampled PPO responses after the initial share")
     responses_per_prompt: int = _f(4, "K responses sampled per prompt; the most disputed of their pairs are asked (InstructGPT: 4 to 9)")
@@ -59,7 +60,7 @@ class LMConfig(FeedbackConfig):
         if not self.task:
             raise UserError("no task given: pass --task NAME (arithmetic, length, chinese) or module:callable")
         super().validate()
-        if self.labels <= 0:
+        if self.labels <= 0 and not self.true_reward:
             raise UserError(f"--labels must be a positive number (got {self.labels})")
         if self.responses_per_prompt < 2:
             raise UserError(f"--responses-per-prompt must be at least 2 to make pairs (got {self.responses_per_prompt})")

@@ -7,7 +7,11 @@ plays the part of the human labeler's judgement for synthetic oracles, the langu
 analogue of Christiano et al.'s (2017) "true reward".
 
 The three shipped tasks are generated (no downloads), deterministic by ``seed``, and small
-enough for a 2-layer GPT-2 to learn on a CPU in minutes:
+enough for a 2-layer GPT-2 to learn on a CPU in minutes. Their demonstrations come from a
+careless demonstrator: a share ``flawed`` (30% by default) has the flaw the gold scorer
+marks down. That is InstructGPT's situation (§4.1: the RLHF model is preferred to the SFT
+model it started from, which imitates demonstrators): SFT copies the flaws along with the
+skill, and comparisons are what tell the policy which of its habits are wanted.
 
 - ``arithmetic``: ``"12+7="`` → ``"19"`` (a correctness task),
 - ``length``: ``"Write 5 words about cats."`` → five words (format following),
@@ -84,15 +88,22 @@ def arithmetic_score(prompt: str, response: str) -> float:
     return 0.5 * max(0.0, 1.0 - error / 10.0)
 
 
-def arithmetic(seed: int = 0, n_demos: int = 3000, max_operand: int = 19) -> Task:
-    """``"a+b="`` / ``"a-b="`` with ``0 <= b <= a <= max_operand`` (answers never negative)."""
+def arithmetic(seed: int = 0, n_demos: int = 3000, max_operand: int = 19, flawed: float = 0.3) -> Task:
+    """``"a+b="`` / ``"a-b="`` with ``0 <= b <= a <= max_operand`` (answers never negative).
+
+    A ``flawed`` share of demonstrations wraps the answer in words ("The answer is 19."),
+    which the scorer, wanting the number first, gives 0.
+    """
     rng = random.Random(seed)
     problems = [f"{a}{op}{b}=" for a in range(max_operand + 1) for b in range(a + 1)
                 for op in "+-"]
     problems += [f"{b}+{a}=" for a in range(max_operand + 1) for b in range(a)]
     train, held_out = _split(problems, rng)
-    demos = [(p, str(_arith_answer(p))) for p in (rng.choice(train) for _ in range(n_demos))]
-    return Task("arithmetic", train, held_out, demos, arithmetic_score, max_response_tokens=4)
+    demos = []
+    for p in (rng.choice(train) for _ in range(n_demos)):
+        answer = str(_arith_answer(p))
+        demos.append((p, f"The answer is {answer}." if rng.random() < flawed else answer))
+    return Task("arithmetic", train, held_out, demos, arithmetic_score, max_response_tokens=8)
 
 
 # --------------------------------------------------------------------------- length
@@ -120,8 +131,12 @@ def length_score(prompt: str, response: str) -> float:
     return max(0.0, 1.0 - abs(words - n) / n)
 
 
-def length(seed: int = 0, n_demos: int = 3000, min_words: int = 2, max_words: int = 12) -> Task:
-    """``"Write N words about X."`` answered with exactly N words drawn from X's vocabulary."""
+def length(seed: int = 0, n_demos: int = 3000, min_words: int = 2, max_words: int = 12,
+           flawed: float = 0.3) -> Task:
+    """``"Write N words about X."`` answered with N words drawn from X's vocabulary.
+
+    A ``flawed`` share of demonstrations miscounts by one to three words either way.
+    """
     rng = random.Random(seed)
     prompts = [f"Write {n} words about {topic}." for topic in _TOPICS
                for n in range(min_words, max_words + 1)]
@@ -130,7 +145,10 @@ def length(seed: int = 0, n_demos: int = 3000, min_words: int = 2, max_words: in
     for _ in range(n_demos):
         prompt = rng.choice(train)
         n, topic = _LENGTH.match(prompt).groups()
-        demos.append((prompt, " ".join(rng.choice(_TOPICS[topic]) for _ in range(int(n)))))
+        n = int(n)
+        if rng.random() < flawed:
+            n = max(1, n + rng.choice([-3, -2, -1, 1, 2, 3]))
+        demos.append((prompt, " ".join(rng.choice(_TOPICS[topic]) for _ in range(n))))
     # Each word is a token or two under a small BPE; leave room for the longest answer.
     return Task("length", train, held_out, demos, length_score, max_response_tokens=3 * max_words)
 
@@ -188,12 +206,19 @@ def chinese_score(prompt: str, response: str) -> float:
     return right / (cjk + latin)
 
 
-def chinese(seed: int = 0, n_demos: int = 3000) -> Task:
-    """Answer Chinese questions in Chinese and English ones in English."""
+def chinese(seed: int = 0, n_demos: int = 3000, flawed: float = 0.3) -> Task:
+    """Answer Chinese questions in Chinese and English ones in English.
+
+    A ``flawed`` share of demonstrations answers in the other language (the same answer,
+    translated).
+    """
     rng = random.Random(seed)
     pairs = _chinese_pairs()
+    other = {p: pairs[i ^ 1][1] for i, (p, _) in enumerate(pairs)}  # English and Chinese alternate
     train, held_out = _split(pairs, rng, eval_fraction=0.15)
-    demos = [rng.choice(train) for _ in range(n_demos)]
+    demos = []
+    for prompt, response in (rng.choice(train) for _ in range(n_demos)):
+        demos.append((prompt, other[prompt] if rng.random() < flawed else response))
     return Task("chinese", [p for p, _ in train], [p for p, _ in held_out], demos,
                 chinese_score, max_response_tokens=32)
 
