@@ -175,24 +175,35 @@ class HopperBackflipEnv(HopperEnv):
 class BackflipJudge:
     """A scripted labeler for the backflip task, interchangeable with the simulated teachers.
 
-    For each pair it compares the torso's net backward rotation over each clip's real
-    steps (``states[:length]``): more rotation wins. When the two are within ``margin``
-    radians (neither is more of a flip), the clip that *ends* better wins: upright
-    (:func:`is_upright`) beats not, then the higher torso. Identical on all of these →
-    ``"equal"``. It never answers ``"incomparable"`` and is deterministic; ``rng`` is kept
-    because the loop saves and restores every oracle's generator.
+    It answers "which one is more of a backflip?" the way a person watching two short clips
+    would, comparing, in order (each on the clip's real steps ``states[:length]``):
+
+    1. **Landed**: steps spent upright (:func:`is_upright`) after the episode's torso has
+       turned a full backward circle (cumulative rotation ``>= 2π - UPRIGHT_TOL``, read off
+       the unwrapped root angle, which starts near 0 at reset). Standing after a flip is
+       what the task is; the clip with ``landed_margin`` more such steps wins.
+    2. **Rotation toward the flip in progress**: the clip's backward rotation, counting only
+       up to the next whole turn (a hopper already past one turn and still spinning on its
+       back is not doing "more of a backflip" than one that stopped): more by ``margin``
+       radians wins.
+    3. **How it ends**: upright beats not, then the higher torso; identical → ``"equal"``.
+
+    An earlier version ranked raw rotation first; agents taught by it spun 1.4 turns and
+    lay on their backs (``benchmarks/results/backflip``). It never answers
+    ``"incomparable"`` and is deterministic; ``rng`` is kept because the loop saves and
+    restores every oracle's generator.
 
     Raises ``ValueError`` for clips without simulator states (``Clip.states is None``).
     """
 
     name = "backflip"
 
-    def __init__(self, seed: int = 0, margin: float = 0.25):
+    def __init__(self, seed: int = 0, margin: float = 0.25, landed_margin: int = 5):
         self.rng = np.random.default_rng(seed)
-        self.margin = float(margin)
+        self.margin, self.landed_margin = float(margin), int(landed_margin)
 
     def __repr__(self) -> str:
-        return f"BackflipJudge(margin={self.margin})"
+        return f"BackflipJudge(margin={self.margin}, landed_margin={self.landed_margin})"
 
     def __call__(self, left: Sequence, right: Sequence) -> list[str]:
         """One of ``"left"``, ``"right"``, ``"equal"`` per pair ``(left[i], right[i])``."""
@@ -201,7 +212,9 @@ class BackflipJudge:
         return [self._judge(self._features(a), self._features(b)) for a, b in zip(left, right)]
 
     def _judge(self, a: tuple, b: tuple) -> str:
-        (rot_a, *end_a), (rot_b, *end_b) = a, b
+        (landed_a, rot_a, *end_a), (landed_b, rot_b, *end_b) = a, b
+        if abs(landed_a - landed_b) >= self.landed_margin:
+            return "left" if landed_a > landed_b else "right"
         if abs(rot_a - rot_b) > self.margin:
             return "left" if rot_a > rot_b else "right"
         if end_a == end_b:
@@ -209,15 +222,20 @@ class BackflipJudge:
         return "left" if end_a > end_b else "right"  # (upright, height), lexicographic
 
     @staticmethod
-    def _features(clip) -> tuple[float, bool, float]:
-        """(net backward rotation, ends upright, final torso height) over the real steps."""
+    def _features(clip) -> tuple[int, float, bool, float]:
+        """(upright steps after a full turn, rotation toward the next turn, ends upright, final height)."""
         if clip.states is None:
             raise ValueError("BackflipJudge needs clips with simulator states (Clip.states is None): "
                              "record them with make_env(..., record_states=True)")
         states = np.asarray(clip.states[: clip.length], dtype=np.float64)
+        angle = np.unwrap(_angles(states))
+        turned = -angle  # cumulative backward rotation since reset (the reset angle is ~0)
+        upright = is_upright(angle, states[:, HEIGHT])
+        landed = int(np.sum(upright & (turned >= TURN - UPRIGHT_TOL)))
+        cap = TURN * (math.floor((turned[0] + UPRIGHT_TOL) / TURN) + 1)  # the end of the turn in progress
+        rotation = float(min(turned[-1], cap) - min(turned[0], cap))
         last = states[-1]
-        return (float(torso_rotation(states)[-1]),
-                bool(is_upright(last[ANGLE], last[HEIGHT])), float(last[HEIGHT]))
+        return landed, rotation, bool(upright[-1]), float(last[HEIGHT])
 
 
 def evaluate_backflips(policy, episodes: int = 5, seed: int = 0,

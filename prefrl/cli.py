@@ -128,10 +128,13 @@ def _lm_label(args) -> int:
     saved = rundir.read_run(Path(args.run_dir))
     if not str(saved["config"].get("env", "")).startswith("lm:"):
         raise UserError(f"{args.run_dir} is not a language run: label it with `prefrl label {args.run_dir}`")
-    if args.terminal:
-        from prefrl.ui.terminal import run
-    else:
-        from prefrl.ui.labeler import run
+    try:
+        if args.terminal:
+            from prefrl.ui.terminal import run
+        else:
+            from prefrl.ui.labeler import run
+    except ImportError as err:
+        raise UserError(f"labeling needs pygame ({err.name} is missing): pip install 'prefrl[ui]'") from None
     print(json.dumps(run(args.run_dir, labeler=args.labeler), indent=2))
     return 0
 

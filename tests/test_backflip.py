@@ -122,6 +122,17 @@ def test_judge_prefers_more_rotation_and_is_deterministic(env):
     assert BackflipJudge(seed=99)(left, right) == answers == judge(left, right)
 
 
+def test_judge_prefers_landing_to_spinning_on(env):
+    landed = clip_of(trajectory(env, 1.0))                       # a turn, then 15 upright steps
+    spinning = clip_of(trajectory(env, 1.4, end_height=0.3))     # more rotation, ends on its back
+    assert BackflipJudge()([landed], [spinning]) == ["left"]
+    # Past a full turn, spinning on is not more of a backflip: rotation counts to the next turn only.
+    states = trajectory(env, 1.0, end_height=0.3, hold=0)
+    more = states.copy()
+    more[:, 2] -= 0.3 * TURN  # the same clip, started 0.3 turns further round
+    assert BackflipJudge()._features(clip_of(more))[1] < BackflipJudge()._features(clip_of(states))[1]
+
+
 def test_judge_breaks_close_calls_on_the_landing_and_ignores_padding(env):
     landed, lying = clip_of(trajectory(env, 1.0)), clip_of(trajectory(env, 1.0, end_height=0.3))
     assert BackflipJudge()([landed], [lying]) == ["left"]
