@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from prefrl.trainer import bradley_terry_loss
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
@@ -196,13 +198,11 @@ def kwise_loss(rewards: torch.Tensor, preferences: torch.Tensor) -> torch.Tensor
         raise ValueError(f"preferences shape {tuple(preferences.shape)} does not match rewards {tuple(rewards.shape)}")
     upper = torch.ones(k, k, dtype=torch.bool, device=rewards.device).triu(1)  # each pair once
     compared = upper & ~torch.isnan(p)  # [B, K, K]
-    p = torch.nan_to_num(p, nan=0.0)
-    diff = rewards[:, :, None] - rewards[:, None, :]  # r_i − r_j, [B, K, K]
-    # Cross-entropy with target P; logsigmoid keeps large reward gaps finite.
-    pair_loss = -(p * nn.functional.logsigmoid(diff) + (1 - p) * nn.functional.logsigmoid(-diff))
-    pairs = compared.sum((1, 2))  # [B]
-    per_prompt = (pair_loss * compared).sum((1, 2)) / pairs.clamp(min=1)
-    has_pairs = pairs > 0
-    if not has_pairs.any():
+    if not compared.any():
         raise ValueError("no compared pairs in this batch")
-    return per_prompt[has_pairs].mean()
+    prompt, i, j = compared.nonzero(as_tuple=True)
+    pairs = compared.sum((1, 2))  # [B]
+    # The control side's Bradley–Terry loss with each prompt's pairs weighted 1/(its pair
+    # count): one batch element per prompt. No random-answer term: InstructGPT has none.
+    return bradley_terry_loss(rewards[prompt, i], rewards[prompt, j], p[prompt, i, j], random_answer=0.0,
+                              weights=1.0 / pairs[prompt].to(rewards.dtype))
