@@ -53,8 +53,10 @@ def check_new_or_resume(run_dir: Path, env_id: str, resume: bool) -> dict | None
             raise UserError(f"nothing to resume in {run_dir} (no {RUN_FILE}): drop --resume to start a new run there")
         saved = read_run(run_dir)
         if saved["config"]["env"] != env_id:
-            raise UserError(f"{run_dir} holds a run on {saved['config']['env']}, not {env_id}: "
-                            f"resume it with --env {saved['config']['env']} or choose another --run-dir")
+            other = saved["config"]["env"]
+            flag = f"--task {other[3:]}" if other.startswith("lm:") else f"--env {other}"
+            raise UserError(f"{run_dir} holds a run on {other}, not {env_id}: "
+                            f"resume it with {flag} or choose another --run-dir")
         return saved
     if has_run:
         saved = read_run(run_dir)

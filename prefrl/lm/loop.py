@@ -77,7 +77,7 @@ class LMRun:
     def __init__(self, cfg: LMConfig, resume: bool):
         from transformers.utils import logging as hf_logging
 
-        from prefrl.lm.model import context_size, load_causal_lm
+        from prefrl.lm.model import load_causal_lm
         from prefrl.lm.tasks import load_task
 
         hf_logging.set_verbosity_error()  # our stdout/stderr carry the run's own progress and summary
@@ -102,8 +102,16 @@ class LMRun:
         if self.human and not cfg.no_window:
             require_display("no display for the labeling window: run under Xvfb (xvfb-run -a prefrl ...), pass "
                             "--no-window and label with `prefrl lm label RUN_DIR --terminal`, or use a synthetic --oracle")
-        if cfg.model and saved is None:
+        sft_dir = self.dir / SFT_DIR
+        self.sft_stats = None
+        if (sft_dir / "config.json").exists():  # resuming: the reference model is the one fine-tuned then
+            base, tokenizer = load_causal_lm(sft_dir)
+            self.sft_stats = json.loads((sft_dir / "sft.json").read_text())
+        elif cfg.model:
             base, tokenizer = load_causal_lm(cfg.model)  # a bad path fails here, before anything is written
+        else:
+            base, tokenizer = self._tiny_model()
+        self.max_len = self._check_lengths(base, tokenizer)
         store_path = self.dir / rundir.STORE_FILE
         if saved is None and store_path.exists():
             raise UserError(f"{store_path} exists without a run: move it away or choose another --run-dir")
@@ -117,22 +125,11 @@ class LMRun:
             rundir.write_run(self.dir, {**asdict(cfg), "env": cfg.env})
         self.started, self.wall_before = time.time(), 0.0
         self.heartbeat("fine-tuning on demonstrations")
-        sft_dir = self.dir / SFT_DIR
-        if (sft_dir / "config.json").exists():
-            self.sft_model, self.tokenizer = load_causal_lm(sft_dir)
-            self.sft_stats = json.loads((sft_dir / "sft.json").read_text())
-        else:
-            if not cfg.model:
-                base, tokenizer = self._tiny_model()
+        if self.sft_stats is None:
             self.sft_model, self.tokenizer, self.sft_stats = self._sft(base, tokenizer, sft_dir)
+        else:
+            self.sft_model, self.tokenizer = base, tokenizer
         self.sft_model.eval().requires_grad_(False)
-        n_ctx = context_size(self.sft_model) or 1024
-        longest = max(len(self.tokenizer(p)["input_ids"]) for p in self.task.prompts + self.task.eval_prompts) + 1
-        if longest + self.task.max_response_tokens > n_ctx:
-            raise UserError(f"task {cfg.task!r} has a prompt of {longest} tokens; with {self.task.max_response_tokens} "
-                            f"response tokens that exceeds the model's context of {n_ctx}: shorten the prompts "
-                            f"or use a model with more positions")
-        self.max_len = min(n_ctx, longest + 2 * self.task.max_response_tokens + 1)
         self.policy = copy.deepcopy(self.sft_model).train().requires_grad_(True)
 
         from prefrl.lm.reward import LMRewardEnsemble
@@ -153,6 +150,27 @@ class LMRun:
         if self.human and not cfg.no_window:  # a separate process: neither waits on the other
             self.window = subprocess.Popen([sys.executable, "-m", "prefrl", "lm", "label", str(self.dir)],
                                            stdout=subprocess.DEVNULL)
+
+    def _check_lengths(self, model, tokenizer) -> int:
+        """Every prompt with a full response, and every demonstration, must fit the model's context.
+
+        Returns the padded length of text clips. Checked before anything is written.
+        """
+        from prefrl.lm.model import context_size, encode_prompt
+
+        task = self.task
+        n_ctx = context_size(model) or 1024
+        longest = max(len(encode_prompt(tokenizer, p)) for p in task.prompts + task.eval_prompts)
+        if longest + task.max_response_tokens > n_ctx:
+            raise UserError(f"task {self.cfg.task!r} has a prompt of {longest} tokens; with {task.max_response_tokens} "
+                            f"response tokens that exceeds the model's context of {n_ctx}: shorten the prompts "
+                            f"or use a model with more positions")
+        demo = max(len(encode_prompt(tokenizer, p)) + len(tokenizer(r, add_special_tokens=False)["input_ids"]) + 1
+                   for p, r in task.demonstrations)
+        if demo > n_ctx:
+            raise UserError(f"task {self.cfg.task!r} has a demonstration of {demo} tokens, more than the model's "
+                            f"context of {n_ctx}: shorten it or use a model with more positions")
+        return min(n_ctx, longest + 2 * task.max_response_tokens + 1)
 
     # ------------------------------------------------------------------ stage 1: SFT
     def _tiny_model(self):
