@@ -38,11 +38,15 @@ class Feedback:
         label_cap: fit on the newest N answers only; 0 = all (A.2 kept the last 3000).
         group: optional ``clip → key``; pairs whose left clips share a key are one batch
             element in the fit (InstructGPT's K-wise grouping, see :meth:`RewardTrainer.fit`).
+        random_until_fitted: pick queries at random while the ensemble has never been
+            fitted: members that have seen no answer disagree only by their initialisation.
     """
 
     def __init__(self, store: PreferenceStore, trainer: RewardTrainer, selector: str, oracle,
-                 rng: np.random.Generator, label_cap: int = 0, group: Callable[[Clip], object] | None = None):
+                 rng: np.random.Generator, label_cap: int = 0, group: Callable[[Clip], object] | None = None,
+                 random_until_fitted: bool = False):
         self.store, self.trainer, self.selector, self.oracle = store, trainer, selector, oracle
+        self.random_until_fitted = random_until_fitted
         self.ensemble, self.rng, self.label_cap, self.group = trainer.ensemble, rng, label_cap, group
         self.answers_fitted = -1
 
@@ -71,7 +75,10 @@ class Feedback:
             return
         returns_left = self.ensemble.clip_returns(*stack(left))
         returns_right = self.ensemble.clip_returns(*stack(right))
-        picked, scores = select(self.selector, returns_left, returns_right, min(n, len(left)), self.rng)
+        selector = self.selector
+        if self.random_until_fitted and self.store.num_answers() == 0:
+            selector = "random"
+        picked, scores = select(selector, returns_left, returns_right, min(n, len(left)), self.rng)
         self.store.add_queries([(left[i], right[i]) for i in picked], scores.tolist())
 
     def fit(self, epochs: int | None = None, before: Callable[[], None] | None = None) -> FitMetrics | None:

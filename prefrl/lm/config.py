@@ -24,6 +24,7 @@ class LMConfig(FeedbackConfig):
     initial_label_fraction: float = _f(0.5, "share of the budget asked about SFT samples before PPO starts")
     label_horizon: float = _f(2000.0, "label rate ∝ h/(n+h) over n sampled PPO responses after the initial share")
     responses_per_prompt: int = _f(4, "K responses sampled per prompt; the most disputed of their pairs are asked (InstructGPT: 4 to 9)")
+    random_first_batch: bool = _f(True, "ask the first batch (before any answer) at random: unfitted members disagree only by their initialisation")
     kwise: bool = _f(False, "fit all answered pairs of one prompt as one batch element (InstructGPT §3.5)")
     reward_lr: float = _f(1e-4, "reward-model learning rate (the members are transformers)")
     reward_l2: float = _f(1e-6, "initial L2 weight of the reward members, then adapted (§2.2.3)")

@@ -140,7 +140,8 @@ class LMRun:
                                      l2=cfg.reward_l2, seed=cfg.seed)
         self.rng = np.random.default_rng([cfg.seed, 1])
         self.feedback = Feedback(self.store, self.trainer, cfg.selector, self.oracle, self.rng, cfg.label_cap,
-                                 group=_prompt_key if cfg.kwise else None)
+                                 group=_prompt_key if cfg.kwise else None,
+                                 random_until_fitted=cfg.random_first_batch)
         self.iteration, self.fits, self.answered_iteration, self.samples = 0, 0, -1, 0
         self.recent: list = []
         self.last_fit, self.window, self.ppo = None, None, None
