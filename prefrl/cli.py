@@ -61,7 +61,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
     for f in config_mod.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"{f.metadata['help']} (default: {'on' if f.default else 'off'})")
         else:
             kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], float)
             parser.add_argument(flag, type=kind, default=None, metavar=f.name.upper(),
