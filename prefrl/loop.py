@@ -24,7 +24,6 @@ from prefrl.oracles import make_oracle
 from prefrl.reward import RewardEnsemble
 from prefrl.schedule import labels_due
 from prefrl.selectors import SELECTORS
-from prefrl.store import PreferenceStore
 from prefrl.trainer import RewardTrainer
 from prefrl.vec_env import LearnedRewardVecEnv, action_dim
 
@@ -93,17 +92,8 @@ class Run:
         self.oracle = None if cfg.true_reward or self.human else make_oracle(
             cfg.oracle, seed=cfg.seed, beta=cfg.oracle_beta, gamma=cfg.oracle_gamma, eps=cfg.oracle_eps,
             skip=cfg.oracle_skip, equal=cfg.oracle_equal)
-        store_path = self.dir / rundir.STORE_FILE
-        if saved is None and store_path.exists():
-            raise UserError(f"{store_path} exists without a run: move it away or choose another --run-dir")
         # Nothing has been written so far; from here on we create and open files.
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock = rundir.lock(self.dir)
-        self.store = PreferenceStore(store_path, create=True, meta={"env_id": cfg.env})
-        if self.store.meta.get("env_id", cfg.env) != cfg.env:
-            raise UserError(f"{store_path} was made for {self.store.meta['env_id']}, not {cfg.env}: choose another --run-dir")
-        if saved is None:
-            rundir.write_run(self.dir, asdict(cfg))
+        self._lock, self.store = rundir.open_store(self.dir, cfg.env, None if saved else asdict(cfg))
         self.rng = np.random.default_rng([cfg.seed, 1])
         self.buffer = TrajectoryBuffer(cfg.n_envs, self.clip_steps, cfg.buffer_steps, env_id=cfg.env)
         self.trainer = RewardTrainer(self.ensemble, lr=cfg.reward_lr, batch_size=cfg.reward_batch_size,

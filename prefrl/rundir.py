@@ -93,6 +93,28 @@ def lock(run_dir: Path):
     return handle
 
 
+def open_store(run_dir: Path, env_id: str, new_config: dict | None):
+    """Lock the run directory and open (or create) its store: ``(lock, store)``.
+
+    ``new_config``: the config of a new run, written to ``run.json``; ``None`` when
+    resuming. The first thing a trainer writes, after every input has been checked.
+    """
+    from prefrl.store import PreferenceStore
+
+    run_dir = Path(run_dir)
+    store_path = run_dir / STORE_FILE
+    if new_config is not None and store_path.exists():
+        raise UserError(f"{store_path} exists without a run: move it away or choose another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = lock(run_dir)
+    store = PreferenceStore(store_path, create=True, meta={"env_id": env_id})
+    if store.meta.get("env_id", env_id) != env_id:
+        raise UserError(f"{store_path} was made for {store.meta['env_id']}, not {env_id}: choose another --run-dir")
+    if new_config is not None:
+        write_run(run_dir, new_config)
+    return handle, store
+
+
 def write_run(run_dir: Path, config: dict) -> None:
     atomic_write_text(Path(run_dir) / RUN_FILE, json.dumps(
         {"application": "prefrl", "format": RUN_FORMAT, "version": prefrl.__version__, "config": config}, indent=2))

@@ -293,9 +293,9 @@ def run(run_dir, labeler: str | None = None, max_answers: int | None = None,
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m prefrl.ui.labeler",
-                                     description="Answer a run's preference queries in a window.")
+def command_line(run, prog: str, description: str, argv: list[str] | None = None) -> int:
+    """``python -m prefrl.ui.<labeler> RUN_DIR [--labeler NAME] [--max-answers N]``, for any labeler's ``run``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("run_dir")
     parser.add_argument("--labeler", help="name recorded with each answer (default user@host:pid)")
     parser.add_argument("--max-answers", type=int, help="stop after this many answers")
@@ -307,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(json.dumps(result))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return command_line(run, "python -m prefrl.ui.labeler", "Answer a run's preference queries in a window.", argv)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,7 @@ second (right), ``=``/``e`` equal, ``?``/``x`` can't tell, ``u`` undo the last a
 """
 from __future__ import annotations
 
-import argparse
 import io
-import json
 import select
 import signal
 import sys
@@ -27,7 +25,7 @@ from prefrl.errors import UserError
 from prefrl.lm.clips import ENV_PREFIX
 from prefrl.store import PreferenceStore
 
-from prefrl.ui.labeler import POLL_S, default_labeler, open_run
+from prefrl.ui.labeler import POLL_S, command_line, default_labeler, open_run
 from prefrl.ui.text_window import TextPair, load_tokenizer, pair_text
 from prefrl.ui.window import Status, trainer_state
 
@@ -229,19 +227,8 @@ def run(run_dir, labeler: str | None = None, max_answers: int | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m prefrl.ui.terminal",
-                                     description="Answer a text run's preference queries in the terminal.")
-    parser.add_argument("run_dir")
-    parser.add_argument("--labeler", help="name recorded with each answer (default user@host:pid)")
-    parser.add_argument("--max-answers", type=int, help="stop after this many answers")
-    args = parser.parse_args(argv)
-    try:
-        result = run(args.run_dir, args.labeler, args.max_answers)
-    except UserError as e:
-        print(f"prefrl: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(result))
-    return 0
+    return command_line(run, "python -m prefrl.ui.terminal", "Answer a text run's preference queries in the terminal.",
+                        argv)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ from prefrl.lm.config import LMConfig
 from prefrl.oracles import make_oracle
 from prefrl.schedule import labels_due
 from prefrl.selectors import SELECTORS
-from prefrl.store import PreferenceStore
 from prefrl.trainer import RewardTrainer
 
 SFT_DIR = "sft"
@@ -112,17 +111,8 @@ class LMRun:
         else:
             base, tokenizer = self._tiny_model()
         self.max_len = self._check_lengths(base, tokenizer)
-        store_path = self.dir / rundir.STORE_FILE
-        if saved is None and store_path.exists():
-            raise UserError(f"{store_path} exists without a run: move it away or choose another --run-dir")
         # Nothing has been written so far; from here on we create and open files.
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock = rundir.lock(self.dir)
-        self.store = PreferenceStore(store_path, create=True, meta={"env_id": cfg.env})
-        if self.store.meta.get("env_id", cfg.env) != cfg.env:
-            raise UserError(f"{store_path} was made for {self.store.meta['env_id']}, not {cfg.env}: choose another --run-dir")
-        if saved is None:
-            rundir.write_run(self.dir, {**asdict(cfg), "env": cfg.env})
+        self._lock, self.store = rundir.open_store(self.dir, cfg.env, None if saved else {**asdict(cfg), "env": cfg.env})
         self.started, self.wall_before = time.time(), 0.0
         self.heartbeat("fine-tuning on demonstrations")
         if self.sft_stats is None:
