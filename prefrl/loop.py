@@ -211,12 +211,7 @@ class Run:
                "ep_true_return_mean": float(np.mean(episodes)) if episodes else float("nan"),
                "answers": 0 if self.cfg.true_reward else self.store.num_answers(),
                "reward_val_accuracy": self.last_fit.val_accuracy if self.last_fit else float("nan")}
-        path = self.dir / "progress.csv"
-        new = not path.exists()
-        with open(path, "a", encoding="utf-8") as f:
-            if new:
-                f.write(",".join(row) + "\n")
-            f.write(",".join(str(v) for v in row.values()) + "\n")
+        rundir.append_progress(self.dir, row)
 
     def wall_seconds(self) -> float:
         return self.wall_before + time.time() - self.started

@@ -5,6 +5,7 @@
     RUN_DIR/checkpoint/       policy.zip (loads with PPO.load), reward.pt, state.json
     RUN_DIR/policy.zip        the final policy
     RUN_DIR/summary.json      final figures
+    RUN_DIR/progress.csv      one row per checkpoint (control) or PPO iteration (language)
     RUN_DIR/tb/               TensorBoard logs
 """
 from __future__ import annotations
@@ -113,6 +114,16 @@ def open_store(run_dir: Path, env_id: str, new_config: dict | None):
     if new_config is not None:
         write_run(run_dir, new_config)
     return handle, store
+
+
+def append_progress(run_dir: Path, row: dict) -> None:
+    """Append ``row`` to ``RUN_DIR/progress.csv`` (the header first, when the file is new)."""
+    path = Path(run_dir) / "progress.csv"
+    new = not path.exists()
+    with open(path, "a", encoding="utf-8") as f:
+        if new:
+            f.write(",".join(row) + "\n")
+        f.write(",".join(str(v) for v in row.values()) + "\n")
 
 
 def write_run(run_dir: Path, config: dict) -> None:

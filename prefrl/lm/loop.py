@@ -319,13 +319,7 @@ class LMRun:
                "reward_mean": stats["reward_mean"], "gold_mean": gold, "kl_mean": stats["kl_mean"],
                "kl_coef": stats["kl_coef"], "answers": self.store.num_answers(),
                "reward_val_accuracy": self.last_fit.val_accuracy if self.last_fit else float("nan")}
-        path = self.dir / "progress.csv"
-        new = not path.exists()
-        with open(path, "a", encoding="utf-8") as f:
-            if new:
-                f.write(",".join(row) + "\n")
-            f.write(",".join(str(v) for v in row.values()) + "\n")
-        self.last_stats = stats
+        rundir.append_progress(self.dir, row)
 
     # ------------------------------------------------------------------ checkpoints and the end
     def save_checkpoint(self) -> None:
