@@ -57,8 +57,7 @@ def train_lm(cfg: LMConfig, resume: bool = False, progress: bool = True) -> dict
             run.fit_reward()
             run.answered_iteration = run.iteration
             run.save_checkpoint()
-        if not run.wait_for_first_answers():
-            break
+        run.wait_for_first_answers()
         prompts = run.prompt_batch()
         stats = run.ppo.step(prompts, run.reward)
         run.iteration += 1
@@ -268,15 +267,16 @@ class LMRun:
         self.fits += 1
         self.last_fit = metrics
 
-    def wait_for_first_answers(self) -> bool:
-        """PPO on an unfitted reward model only drifts: with people answering, wait for their first answers."""
-        while self.fits == 0:
-            if not self.human:  # (with --true-reward there is nothing to fit)
-                return True  # a synthetic oracle answered nothing useful (e.g. all "can't tell"); go on
+    def wait_for_first_answers(self) -> None:
+        """PPO on an unfitted reward model only drifts: with people answering, wait for their first answers.
+
+        A synthetic oracle has answered already (if every answer was "can't tell" there is
+        nothing to wait for), and ``--true-reward`` fits nothing.
+        """
+        while self.human and self.fits == 0:
             self.heartbeat("waiting for the first answers")
             time.sleep(1.0)
             self.fit_reward()
-        return True
 
     # ------------------------------------------------------------------ stage 3: PPO
     def prompt_batch(self) -> list[str]:
