@@ -130,10 +130,7 @@ class Run:
                                            stdout=subprocess.DEVNULL)  # our stdout is the run's summary
 
     def heartbeat(self, status: str = "training") -> None:
-        """Tell labeling windows how the agent is doing (they show it in their status line)."""
-        self.store.set_meta("trainer_status", status)
-        self.store.set_meta("trainer_heartbeat", str(time.time()))
-        self.store.set_meta("label_budget", str(self.cfg.labels))
+        rundir.heartbeat(self.store, status, self.cfg.labels)
 
     def _make_venv(self):
         from stable_baselines3.common.monitor import Monitor
@@ -224,12 +221,7 @@ class Run:
                    "labels_trained": len(self.store.preferences()[2]), **results,
                    "wall_seconds": self.wall_seconds(), "oracle": None if self.cfg.true_reward else self.cfg.oracle,
                    "selector": self.cfg.selector, "seed": self.cfg.seed}
-        rundir.atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2))
-        self.heartbeat("finished")
-        if self.window is not None and self.window.poll() is None:
-            self.window.terminate()  # the window releases its claims; answers are already stored
-            self.window.wait(timeout=30)
-        self.store.close()
+        rundir.finish(self.dir, self.store, self.window, summary, self.cfg.labels)
         self.venv.close()
         return summary
 

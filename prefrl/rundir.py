@@ -116,6 +116,25 @@ def open_store(run_dir: Path, env_id: str, new_config: dict | None):
     return handle, store
 
 
+def heartbeat(store, status: str, budget: int) -> None:
+    """Tell labeling windows how the trainer is doing (they show it in their status line)."""
+    import time
+
+    store.set_meta("trainer_status", status)
+    store.set_meta("trainer_heartbeat", str(time.time()))
+    store.set_meta("label_budget", str(budget))
+
+
+def finish(run_dir: Path, store, window, summary: dict, budget: int) -> None:
+    """The end of training: ``summary.json``, "finished" for labelers, the window closed, the store closed."""
+    atomic_write_text(Path(run_dir) / "summary.json", json.dumps(summary, indent=2))
+    heartbeat(store, "finished", budget)
+    if window is not None and window.poll() is None:
+        window.terminate()  # the window releases its claims; answers are already stored
+        window.wait(timeout=30)
+    store.close()
+
+
 def append_progress(run_dir: Path, row: dict) -> None:
     """Append ``row`` to ``RUN_DIR/progress.csv`` (the header first, when the file is new)."""
     path = Path(run_dir) / "progress.csv"

@@ -100,18 +100,6 @@ def answer(session, k) -> int:
     return query_id
 
 
-@pytest.fixture
-def session_of():
-    made = []
-
-    def make(run_dir, **kwargs):
-        made.append(lab.LabelingSession(run_dir, **kwargs))
-        return made[-1]
-    yield make
-    for s in made:
-        s.close()
-
-
 def bitmap(fonts: Fonts, text: str) -> bytes:
     return pygame.image.tobytes(fonts.render(text, (255, 255, 255)), "RGBA")
 

@@ -85,18 +85,6 @@ def answer(session, k) -> int:
     return query_id
 
 
-@pytest.fixture
-def session_of():
-    made = []
-
-    def make(run_dir, **kwargs):
-        made.append(lab.LabelingSession(run_dir, **kwargs))
-        return made[-1]
-    yield make
-    for s in made:
-        s.close()
-
-
 def test_each_key_records_its_answer(tmp_path, session_of):
     run_dir = make_run(tmp_path, queries=4)
     session = session_of(run_dir, labeler="alice")

@@ -208,10 +208,7 @@ class LMRun:
 
     # ------------------------------------------------------------------ stage 2: comparisons
     def heartbeat(self, status: str = "training") -> None:
-        """Tell labeling windows how the trainer is doing (they show it in their status line)."""
-        self.store.set_meta("trainer_status", status)
-        self.store.set_meta("trainer_heartbeat", str(time.time()))
-        self.store.set_meta("label_budget", str(self.cfg.labels))
+        rundir.heartbeat(self.store, status, self.cfg.labels)
 
     def ask_and_answer(self) -> None:
         cfg = self.cfg
@@ -371,12 +368,7 @@ class LMRun:
                    "reward_val_accuracy": self.last_fit.val_accuracy if self.last_fit else None,
                    "eval_prompts": len(self.task.eval_prompts), "wall_seconds": self.wall_seconds(),
                    "seed": self.cfg.seed}
-        rundir.atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2))
-        self.heartbeat("finished")
-        if self.window is not None and self.window.poll() is None:
-            self.window.terminate()  # the window releases its claims; answers are already stored
-            self.window.wait(timeout=30)
-        self.store.close()
+        rundir.finish(self.dir, self.store, self.window, summary, self.cfg.labels)
         return summary
 
 
