@@ -21,6 +21,7 @@ from prefrl.lm.clips import text_clip  # noqa: E402
 from prefrl.lm.tokenizer import train_tokenizer  # noqa: E402
 from prefrl.store import PreferenceStore  # noqa: E402
 from prefrl.ui import labeler as lab  # noqa: E402
+from ui_driver import claims, drive, key, on_screen  # noqa: E402
 from prefrl.ui import terminal  # noqa: E402
 from prefrl.ui.text_window import (NO_CJK_FONT, Fonts, TextPair, TextWindow, find_cjk_font,  # noqa: E402
                                    wrap)
@@ -65,32 +66,6 @@ def make_run(tmp_path, tokenizer):
 def labels_of(run_dir) -> dict:
     with PreferenceStore(os.path.join(run_dir, "prefs.sqlite")) as store:
         return {label.query_id: label for label in store.labels()}
-
-
-def claims(run_dir) -> int:
-    """Claims on unanswered queries."""
-    with sqlite3.connect(os.path.join(run_dir, "prefs.sqlite")) as db:
-        return db.execute("SELECT count(*) FROM claims c WHERE NOT EXISTS (SELECT 1 FROM answers a"
-                          " WHERE a.query_id = c.query_id AND a.status = 'current')").fetchone()[0]
-
-
-def drive(session, until, timeout=10.0) -> None:
-    end = time.monotonic() + timeout
-    while not until():
-        assert session.step(), "session ended early"
-        assert time.monotonic() < end, "timed out driving the window"
-
-
-def on_screen(session) -> int:
-    """Wait for a pair on screen (and a few frames more); its query id."""
-    drive(session, lambda: session.current is not None and session.window.shown_at is not None)
-    for _ in range(3):
-        session.step()
-    return session.current.query.id
-
-
-def key(k) -> None:
-    pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=k, mod=0, unicode="", scancode=0))
 
 
 def answer(session, k) -> int:

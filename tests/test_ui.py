@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ from prefrl.clips import Clip  # noqa: E402
 from prefrl.errors import UserError  # noqa: E402
 from prefrl.store import PreferenceStore  # noqa: E402
 from prefrl.ui import labeler as lab  # noqa: E402
+from ui_driver import claims, drive, key, on_screen  # noqa: E402
 from prefrl.ui.window import Status  # noqa: E402
 
 POINT = "prefrl/PointGoal-v0"
@@ -47,33 +47,6 @@ def make_run(tmp_path, queries=4, *, env_id=POINT, clips=None, **meta) -> str:
 
 def store_of(run_dir) -> PreferenceStore:
     return PreferenceStore(os.path.join(run_dir, "prefs.sqlite"))
-
-
-def claims(run_dir) -> int:
-    """Claims on unanswered queries (a claim left on an answered one blocks nothing)."""
-    with sqlite3.connect(os.path.join(run_dir, "prefs.sqlite")) as db:
-        return db.execute("SELECT count(*) FROM claims c WHERE NOT EXISTS (SELECT 1 FROM answers a"
-                          " WHERE a.query_id = c.query_id AND a.status = 'current')").fetchone()[0]
-
-
-def drive(session, until, timeout=15.0) -> None:
-    """Tick the session until ``until()`` holds."""
-    end = time.monotonic() + timeout
-    while not until():
-        assert session.step(), "session ended early"
-        assert time.monotonic() < end, "timed out driving the window"
-
-
-def on_screen(session, ticks=3) -> int:
-    """Wait for a pair on screen (and a few more frames, so answers take some time); its query id."""
-    drive(session, lambda: session.current is not None and session.window.shown_at is not None)
-    for _ in range(ticks):
-        session.step()
-    return session.current.query.id
-
-
-def key(k) -> None:
-    pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=k, mod=0, unicode="", scancode=0))
 
 
 def answer(session, k) -> int:
