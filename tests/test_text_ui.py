@@ -21,7 +21,7 @@ from prefrl.lm.clips import text_clip  # noqa: E402
 from prefrl.lm.tokenizer import train_tokenizer  # noqa: E402
 from prefrl.store import PreferenceStore  # noqa: E402
 from prefrl.ui import labeler as lab  # noqa: E402
-from ui_driver import claims, drive, key, on_screen  # noqa: E402
+from ui_driver import claims, drive, key, on_screen, quit_session  # noqa: E402
 from prefrl.ui import terminal  # noqa: E402
 from prefrl.ui.text_window import (NO_CJK_FONT, Fonts, TextPair, TextWindow, find_cjk_font,  # noqa: E402
                                    wrap)
@@ -141,10 +141,7 @@ def test_quit_mid_query_keeps_answers_and_releases_claims(make_run):
         answered = answer(session, pygame.K_UP)
         on_screen(session)
         assert claims(run_dir) == 2  # the pair on screen and the one decoded ahead
-        key(pygame.K_q)
-        end = time.monotonic() + 5
-        while session.step():
-            assert time.monotonic() < end
+        quit_session(session)
     finally:
         result = session.close()
     assert result["answers"] == 1 and claims(run_dir) == 0

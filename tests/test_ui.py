@@ -16,7 +16,7 @@ from prefrl.clips import Clip  # noqa: E402
 from prefrl.errors import UserError  # noqa: E402
 from prefrl.store import PreferenceStore  # noqa: E402
 from prefrl.ui import labeler as lab  # noqa: E402
-from ui_driver import claims, drive, key, on_screen  # noqa: E402
+from ui_driver import claims, drive, key, on_screen, quit_session  # noqa: E402
 from prefrl.ui.window import Status  # noqa: E402
 
 POINT = "prefrl/PointGoal-v0"
@@ -112,10 +112,7 @@ def test_quit_mid_clip_keeps_answers_and_releases_claims(tmp_path):
         drive(session, lambda: len(session._ready) > 0)  # the next pair is claimed ahead too
         on_screen(session)
         assert claims(run_dir) == 2  # the pair on screen and the one rendered ahead
-        key(pygame.K_q)
-        end = time.monotonic() + 5
-        while session.step():
-            assert time.monotonic() < end
+        quit_session(session)
     finally:
         result = session.close()
     assert result["answers"] == 1

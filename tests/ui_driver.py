@@ -36,3 +36,11 @@ def on_screen(session, ticks=3) -> int:
 
 def key(k) -> None:
     pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=k, mod=0, unicode="", scancode=0))
+
+
+def quit_session(session, timeout: float = 5.0) -> None:
+    """Press q and tick until the session ends, which it must within ``timeout`` seconds."""
+    key(pygame.K_q)
+    end = time.monotonic() + timeout
+    while session.step():
+        assert time.monotonic() < end, "the session did not end after q"
