@@ -9,10 +9,11 @@ from prefrl.clips import Clip
 
 
 class _Episode:
-    __slots__ = ("obs", "acts", "rewards", "states", "frames", "_arrays")
+    __slots__ = ("obs", "acts", "rewards", "states", "frames", "terminated", "_arrays")
 
     def __init__(self):
         self.obs, self.acts, self.rewards, self.states, self.frames = [], [], [], [], []
+        self.terminated = False  # ended by the env itself: not by a time limit, a reset, or not yet
         self._arrays = None
 
     def __len__(self) -> int:
@@ -30,9 +31,12 @@ class _Episode:
 class TrajectoryBuffer:
     """The last ``capacity`` steps of experience from ``n_envs`` parallel environments.
 
-    Episodes of any length are kept: one shorter than a clip becomes a padded clip (see
-    :class:`~prefrl.clips.Clip`), so an agent that learns to end episodes early (a Hopper
-    that falls in 10 steps) never leaves the loop without clips to ask about.
+    Episodes of any length are kept: one that terminated before a clip's length becomes a
+    padded clip (see :class:`~prefrl.clips.Clip`), so an agent that learns to end episodes
+    early (a Hopper that falls in 10 steps) never leaves the loop without clips to ask
+    about. Padding says "the episode is over", so pieces shorter than a clip that did *not*
+    terminate (cut by a time limit or a reset, or still running) are not cut into clips,
+    unless nothing else is there (an env whose time limit is shorter than a clip).
 
     Args:
         n_envs: parallel environments feeding :meth:`add`.
@@ -56,10 +60,11 @@ class TrajectoryBuffer:
 
     def add(self, obs: np.ndarray, acts: np.ndarray, rewards: np.ndarray, dones: np.ndarray,
             states: list[np.ndarray | None] | None = None,
-            frames: list[np.ndarray | None] | None = None) -> None:
+            frames: list[np.ndarray | None] | None = None, truncated: np.ndarray | None = None) -> None:
         """Record one vectorized step: ``obs [n_envs, obs_dim]`` acted on with ``acts [n_envs, act_dim]``.
 
         ``states``/``frames``: per env, the simulator state or rendered frame of ``obs``.
+        ``truncated [n_envs]``: which ``dones`` were a time limit rather than a termination.
         """
         if frames is not None and self.capacity * frames[0].nbytes > self.frame_bytes:
             self.capacity = max(4 * self.clip_steps, self.frame_bytes // frames[0].nbytes)
@@ -70,6 +75,7 @@ class TrajectoryBuffer:
             episode.states.append(None if states is None else states[i])
             episode.frames.append(None if frames is None else frames[i])
             if dones[i]:
+                episode.terminated = truncated is None or not truncated[i]
                 self._done.append(episode)
                 self._done_steps += len(episode)
                 self._open[i] = _Episode()
@@ -92,6 +98,8 @@ class TrajectoryBuffer:
         episodes = self._episodes()
         if not episodes:
             raise RuntimeError("no experience collected yet; step the environment before asking for clips")
+        whole = [e for e in episodes if len(e) >= self.clip_steps or e.terminated]
+        episodes = whole or episodes
         windows = np.array([max(1, len(e) - self.clip_steps + 1) for e in episodes], dtype=float)
         picks = rng.choice(len(episodes), size=n, p=windows / windows.sum())
         return [self._cut(episodes[i], int(rng.integers(windows[i]))) for i in picks]

@@ -5,9 +5,9 @@ stride 3, 5×5 stride 2, 3×3 stride 1, 3×3 stride 1) with leaky ReLUs (α = 0.
 and dropout (p = 0.5) on every convolutional layer, then a fully connected layer of 64
 units and a scalar output. §3.1.2: the score is blanked out of the frames it sees.
 
-Same interface as :class:`prefrl.reward.RewardEnsemble`, so :class:`prefrl.trainer.RewardTrainer`
-fits it unchanged; observations are frames ``[..., C, H, W]`` (uint8 or float, 0–255) instead
-of flat vectors.
+Same interface as :class:`prefrl.reward.RewardEnsemble` (episode-over reward included), so
+:class:`prefrl.trainer.RewardTrainer` fits it unchanged; observations are frames
+``[..., C, H, W]`` (uint8 or float, 0–255) instead of flat vectors.
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+
+from prefrl.reward import clip_sums, end_rewards, set_unlearned_ends
 
 LEAKY_SLOPE = 0.01
 DROPOUT = 0.5
@@ -48,6 +50,7 @@ class CnnRewardNet(nn.Module):
             features = self.conv(torch.zeros(1, *obs_shape)).shape[1]  # 16·7·7 for 84×84
         self.head = nn.Sequential(nn.Linear(features + act_dim, hidden), nn.LeakyReLU(LEAKY_SLOPE),
                                   nn.Linear(hidden, 1))
+        self.end_reward = nn.Parameter(torch.zeros(()))  # see prefrl.reward's module doc
 
     def forward(self, frames: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
         """``frames [B, C, H, W]`` in [0, 1], ``acts [B, act_dim]`` → rewards ``[B]``."""
@@ -75,6 +78,7 @@ class CnnRewardEnsemble(nn.Module):
                                      for _ in range(members))
         self.register_buffer("out_mean", torch.zeros(members))
         self.register_buffer("out_std", torch.ones(members))
+        self.register_buffer("ends_learned", torch.zeros((), dtype=torch.bool))  # set by the trainer
 
     def __len__(self) -> int:
         return len(self.members)
@@ -94,6 +98,11 @@ class CnnRewardEnsemble(nn.Module):
         """Member ``m``'s raw reward: ``obs [..., C, H, W]``, ``acts [..., act_dim]`` → ``[...]``."""
         frames, a, lead = self._inputs(obs, acts)
         return self.members[m](frames, a).reshape(lead)
+
+    def member_returns(self, m: int, obs: torch.Tensor, acts: torch.Tensor,
+                       lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Member ``m``'s summed raw reward of clips ``obs [N, T, C, H, W]`` with ``lengths [N]`` real steps → ``[N]``."""
+        return clip_sums(self.member_rewards(m, obs, acts), lengths, self.members[m].end_reward)
 
     def forward(self, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
         """Raw (unnormalized) member rewards: ``obs [..., C, H, W]``, ``acts [..., act_dim]`` → ``[M, ...]``."""
@@ -118,16 +127,19 @@ class CnnRewardEnsemble(nn.Module):
         raw = self._raw(obs, acts)
         self.out_mean.copy_(raw.mean(1))
         self.out_std.copy_(raw.std(1).clamp(min=1e-6))
+        set_unlearned_ends(self)
 
-    def clip_returns(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
-        """Each member's summed raw reward of clips ``obs [N, T, C, H, W]``, ``acts [N, T, act_dim]`` → ``[M, N]``."""
-        return self._raw(obs, acts).sum(-1).numpy()
+    def clip_returns(self, obs: np.ndarray, acts: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        """Each member's summed raw reward of clips ``obs [N, T, C, H, W]``, ``acts [N, T, act_dim]``
+        with ``lengths [N]`` real steps each (default: all) → ``[M, N]``."""
+        lengths = None if lengths is None else torch.as_tensor(np.asarray(lengths), dtype=torch.int64)
+        return clip_sums(self._raw(obs, acts), lengths, end_rewards(self)[:, None, None]).numpy()
 
     def predict(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
-        """The reward the agent sees: mean over members of normalized rewards, ``obs [B, C, H, W]``,
-        ``acts [B, act_dim]`` → ``[B]`` (eval mode, no gradients)."""
+        """The reward the agent sees: mean over members of normalized rewards, measured from the
+        episode-over reward, ``obs [B, C, H, W]``, ``acts [B, act_dim]`` → ``[B]`` (eval mode)."""
         raw = self._raw(obs, acts)
-        return ((raw - self.out_mean[:, None]) / self.out_std[:, None]).mean(0).numpy()
+        return ((raw - end_rewards(self)[:, None]) / self.out_std[:, None]).mean(0).numpy()
 
     def invalidate(self) -> None:
         """Nothing cached: `predict` runs the torch members directly (kept for the interface)."""

@@ -102,9 +102,11 @@ class Feedback:
             groups = np.array([keys.setdefault(self.group(c), len(keys)) for c in left])
         if before is not None:
             before()
-        return self.trainer.fit(*stack(left), *stack(right), mu, epochs=epochs, groups=groups)
+        (obs_l, acts_l, len_l), (obs_r, acts_r, len_r) = stack(left), stack(right)
+        return self.trainer.fit(obs_l, acts_l, obs_r, acts_r, mu, epochs=epochs, groups=groups,
+                                lengths_left=len_l, lengths_right=len_r)
 
 
-def stack(clips: list[Clip]) -> tuple[np.ndarray, np.ndarray]:
-    """Clips → ``(obs [N, T, ...], acts [N, T, act_dim])``."""
-    return np.stack([c.obs for c in clips]), np.stack([c.acts for c in clips])
+def stack(clips: list[Clip]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clips → ``(obs [N, T, ...], acts [N, T, act_dim], lengths [N])``."""
+    return np.stack([c.obs for c in clips]), np.stack([c.acts for c in clips]), np.array([c.length for c in clips])

@@ -4,6 +4,15 @@ Christiano et al. 2017, §2.2.1 and A.1: each member is a 2-layer MLP with 64 hi
 and leaky ReLUs; the ensemble has 3 members; each member's output is normalized to zero
 mean and a fixed standard deviation before the members are averaged, because the
 Bradley–Terry loss only pins reward differences down, not their offset or scale.
+
+Episodes that end. A clip cut from an episode shorter than the clip is padded (see
+:class:`prefrl.clips.Clip`); each member learns one scalar, the reward of a step after the
+episode is over, from the labels like any other reward. The agent's reward is measured from
+it: 0 means "as good as the episode being over", which is what PPO assumes of every step
+after a termination. So falling (Hopper-v5) costs what the labels say it costs. Without
+this, a reward normalized to zero mean makes ending an episode free, the termination leak
+of §3.1 and A.1. Until some label has compared a clip that ended, the episode-over reward
+is each member's mean reward, and the agent's reward is the paper's zero-mean one.
 """
 from __future__ import annotations
 
@@ -23,6 +32,7 @@ class RewardNet(nn.Module):
             nn.Linear(in_dim, hidden), nn.LeakyReLU(LEAKY_SLOPE),
             nn.Linear(hidden, hidden), nn.LeakyReLU(LEAKY_SLOPE),
             nn.Linear(hidden, 1))
+        self.end_reward = nn.Parameter(torch.zeros(()))  # raw reward after the episode ended (module doc)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [..., in_dim]`` → rewards ``[...]``."""
@@ -48,6 +58,7 @@ class RewardEnsemble(nn.Module):
         self.register_buffer("in_std", torch.ones(in_dim))
         self.register_buffer("out_mean", torch.zeros(members))
         self.register_buffer("out_std", torch.ones(members))
+        self.register_buffer("ends_learned", torch.zeros((), dtype=torch.bool))  # set by the trainer
         self._numpy_weights = None
 
     def __len__(self) -> int:
@@ -59,6 +70,12 @@ class RewardEnsemble(nn.Module):
     def member_rewards(self, m: int, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
         """Member ``m``'s raw reward: ``obs [..., obs_dim]``, ``acts [..., act_dim]`` → ``[...]``."""
         return self.members[m](self._inputs(obs, acts))
+
+    def member_returns(self, m: int, obs: torch.Tensor, acts: torch.Tensor,
+                       lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Member ``m``'s summed raw reward of clips ``obs [N, T, obs_dim]``, ``acts [N, T, act_dim]``
+        with ``lengths [N]`` real steps each → ``[N]``."""
+        return clip_sums(self.member_rewards(m, obs, acts), lengths, self.members[m].end_reward)
 
     def forward(self, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
         """Raw (unnormalized) member rewards: ``obs [..., obs_dim]``, ``acts [..., act_dim]`` → ``[M, ...]``."""
@@ -78,16 +95,21 @@ class RewardEnsemble(nn.Module):
         raw = self(torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(acts, dtype=torch.float32))
         self.out_mean.copy_(raw.mean(1))
         self.out_std.copy_(raw.std(1).clamp(min=1e-6))
+        set_unlearned_ends(self)
         self._numpy_weights = None
 
     @torch.no_grad()
-    def clip_returns(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
-        """Each member's summed raw reward of clips ``obs [N, T, obs_dim]``, ``acts [N, T, act_dim]`` → ``[M, N]``."""
+    def clip_returns(self, obs: np.ndarray, acts: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        """Each member's summed raw reward of clips ``obs [N, T, obs_dim]``, ``acts [N, T, act_dim]``
+        with ``lengths [N]`` real steps each (default: all) → ``[M, N]``."""
         raw = self(torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(acts, dtype=torch.float32))
-        return raw.sum(-1).numpy()
+        return clip_sums(raw, _tensor(lengths), end_rewards(self)[:, None, None]).numpy()
 
     def predict(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
         """The reward the agent sees: mean over members of normalized rewards, ``[B, ·]`` → ``[B]``.
+
+        Each member's reward is measured from its episode-over reward (see the module doc)
+        and divided by its std on recent experience.
 
         Runs every environment step, so it uses a NumPy copy of the weights (refreshed after
         each change) with the members side by side in block-diagonal matrices: one small
@@ -95,13 +117,13 @@ class RewardEnsemble(nn.Module):
         """
         if self._numpy_weights is None:
             self._numpy_weights = self._export()
-        in_mean, in_std, layers, out_mean, out_std = self._numpy_weights
+        in_mean, in_std, layers, zero, out_std = self._numpy_weights
         h = (np.concatenate([obs, acts], axis=-1, dtype=np.float32) - in_mean) / in_std
         for i, (w, b) in enumerate(layers):
             h = h @ w + b
             if i < len(layers) - 1:
                 h = np.maximum(h, LEAKY_SLOPE * h)
-        return ((h - out_mean) / out_std).mean(-1)
+        return ((h - zero) / out_std).mean(-1)
 
     def _export(self):
         """Members' layers as ``[in, M·out]`` (first) and block-diagonal ``[M·in, M·out]`` matrices."""
@@ -113,11 +135,38 @@ class RewardEnsemble(nn.Module):
             b = np.concatenate([lin[depth].bias.detach().numpy() for lin in linears])
             layers.append((w.astype(np.float32), b.astype(np.float32)))
         return (self.in_mean.numpy().copy(), self.in_std.numpy().copy(), layers,
-                self.out_mean.numpy().copy(), self.out_std.numpy().copy())
+                end_rewards(self).numpy().copy(), self.out_std.numpy().copy())
 
     def invalidate(self) -> None:
         """Call after changing weights in place (the trainer does), so `predict` re-exports them."""
         self._numpy_weights = None
+
+
+@torch.no_grad()
+def end_rewards(ensemble: nn.Module) -> torch.Tensor:
+    """``[M]``: each member's raw reward of a step after its episode ended (its zero for the agent)."""
+    return torch.stack([m.end_reward for m in ensemble.members]).detach()
+
+
+@torch.no_grad()
+def set_unlearned_ends(ensemble: nn.Module) -> None:
+    """Until labels have taught what an ended episode is worth, it is worth each member's mean."""
+    if not ensemble.ends_learned:
+        for member, mean in zip(ensemble.members, ensemble.out_mean):
+            member.end_reward.copy_(mean)
+
+
+def clip_sums(rewards: torch.Tensor, lengths: torch.Tensor | None, end: torch.Tensor) -> torch.Tensor:
+    """Clip returns: ``rewards [..., N, T]`` summed over the first ``lengths [N]`` steps of each
+    clip, plus ``end`` (broadcast to ``rewards``) for every step after its episode ended."""
+    if lengths is None:
+        return rewards.sum(-1)
+    over = torch.arange(rewards.shape[-1], device=rewards.device) >= lengths.to(rewards.device)[:, None]
+    return torch.where(over, end, rewards).sum(-1)
+
+
+def _tensor(lengths: np.ndarray | None) -> torch.Tensor | None:
+    return None if lengths is None else torch.as_tensor(np.asarray(lengths), dtype=torch.int64)
 
 
 def _block_diagonal(blocks: list[np.ndarray]) -> np.ndarray:

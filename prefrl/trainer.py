@@ -48,6 +48,7 @@ class FitMetrics:
     """What one :meth:`RewardTrainer.fit` achieved, averaged over members.
 
     ``val_accuracy`` counts only non-tie validation labels; NaN when there are none.
+    ``ended_clips`` counts labeled clips whose episode ended before the clip did.
     """
 
     labels: int
@@ -56,6 +57,7 @@ class FitMetrics:
     val_accuracy: float
     l2: float
     steps: int
+    ended_clips: int = 0
 
 
 class RewardTrainer:
@@ -85,7 +87,8 @@ class RewardTrainer:
 
     def fit(self, obs_left: np.ndarray, acts_left: np.ndarray, obs_right: np.ndarray,
             acts_right: np.ndarray, mu: np.ndarray, epochs: int | None = None,
-            groups: np.ndarray | None = None) -> FitMetrics:
+            groups: np.ndarray | None = None, lengths_left: np.ndarray | None = None,
+            lengths_right: np.ndarray | None = None) -> FitMetrics:
         """Train every member on labeled pairs.
 
         Args:
@@ -100,10 +103,21 @@ class RewardTrainer:
                 validation split and each batch, each pair weighted by 1/(group size):
                 InstructGPT (§3.5) keeps all comparisons of one prompt together because as
                 separate shuffled examples they overfit. Without groups every pair is its own.
+            lengths_left, lengths_right: int ``[N]`` real steps of each clip (default: all T);
+                the steps after them count the ensemble's episode-over reward
+                (:mod:`prefrl.reward`).
         """
-        tensors = [torch.as_tensor(np.asarray(obs_left)), torch.as_tensor(acts_left, dtype=torch.float32),
-                   torch.as_tensor(np.asarray(obs_right)), torch.as_tensor(acts_right, dtype=torch.float32),
+        steps_per_clip = np.shape(acts_left)[1]
+        lengths = [torch.as_tensor(np.full(len(mu), steps_per_clip) if x is None else np.asarray(x), dtype=torch.int64)
+                   for x in (lengths_left, lengths_right)]
+        tensors = [torch.as_tensor(np.asarray(obs_left)), torch.as_tensor(acts_left, dtype=torch.float32), lengths[0],
+                   torch.as_tensor(np.asarray(obs_right)), torch.as_tensor(acts_right, dtype=torch.float32), lengths[1],
                    torch.as_tensor(mu, dtype=torch.float32)]
+        ended = 0
+        if hasattr(self.ensemble, "ends_learned"):  # ensembles of step rewards learn what ending is worth
+            ended = int(sum((x < steps_per_clip).sum() for x in lengths))
+            if ended:
+                self.ensemble.ends_learned.fill_(True)
         units = _Units(len(mu), groups)
         n = units.count
         results, steps = [], 0
@@ -129,13 +143,13 @@ class RewardTrainer:
         self.ensemble.invalidate()
         train, vloss, acc = (_nanmean([r[i] for r in results]) for i in range(3))
         return FitMetrics(labels=len(mu), train_loss=float(train), val_loss=float(vloss), val_accuracy=float(acc),
-                          l2=float(np.mean(self.l2)), steps=steps)
+                          l2=float(np.mean(self.l2)), steps=steps, ended_clips=ended)
 
     def _loss(self, m: int, tensors, units: _Units, chosen) -> torch.Tensor:
         idx, weights = units.pairs(chosen)
-        obs_l, acts_l, obs_r, acts_r, mu = (t[idx] for t in tensors)
-        r_left = self.ensemble.member_rewards(m, obs_l, acts_l).sum(-1)
-        r_right = self.ensemble.member_rewards(m, obs_r, acts_r).sum(-1)
+        obs_l, acts_l, len_l, obs_r, acts_r, len_r, mu = (t[idx] for t in tensors)
+        r_left = self.ensemble.member_returns(m, obs_l, acts_l, len_l)
+        r_right = self.ensemble.member_returns(m, obs_r, acts_r, len_r)
         return bradley_terry_loss(r_left, r_right, mu, weights=weights)
 
     @torch.no_grad()
@@ -151,9 +165,9 @@ class RewardTrainer:
             self.l2[m] *= 1.5
         elif ratio < VAL_TRAIN_RATIO[0]:
             self.l2[m] /= 1.5
-        obs_l, acts_l, obs_r, acts_r, mu = (t[val_idx] for t in tensors)
-        diff = (self.ensemble.member_rewards(m, obs_l, acts_l).sum(-1)
-                - self.ensemble.member_rewards(m, obs_r, acts_r).sum(-1))
+        obs_l, acts_l, len_l, obs_r, acts_r, len_r, mu = (t[val_idx] for t in tensors)
+        diff = (self.ensemble.member_returns(m, obs_l, acts_l, len_l)
+                - self.ensemble.member_returns(m, obs_r, acts_r, len_r))
         decided = mu != 0.5
         accuracy = ((diff[decided] > 0) == (mu[decided] > 0.5)).float().mean().item() if decided.any() else math.nan
         return train_loss, val_loss, accuracy

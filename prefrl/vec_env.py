@@ -59,7 +59,8 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         states = [info.get("sim_state") for info in infos]
         frames = [info.get("frame") for info in infos]
         self.buffer.add(flat_obs, acts, true_rewards, dones, states if states[0] is not None else None,
-                        frames if frames[0] is not None else None)
+                        frames if frames[0] is not None else None,
+                        truncated=np.array([info.get("TimeLimit.truncated", False) for info in infos]))
         for info, r in zip(infos, true_rewards):
             info["true_reward"] = float(r)
         self._obs = obs

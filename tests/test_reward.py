@@ -91,7 +91,7 @@ def test_predict_matches_the_torch_model_after_normalization():
     assert abs(rewards.mean()) < 1e-4
     with torch.no_grad():
         raw = ensemble(torch.tensor(obs), torch.tensor(acts))
-    expected = ((raw - ensemble.out_mean[:, None]) / ensemble.out_std[:, None]).mean(0).numpy()
+    expected = ((raw - ensemble.out_mean[:, None]) / ensemble.out_std[:, None]).mean(0).numpy()  # nothing ended: zero = mean
     np.testing.assert_allclose(rewards, expected, atol=1e-5)
 
 
@@ -104,3 +104,48 @@ def test_label_schedule_front_loads_and_never_exceeds_budget():
     half = labels_due(steps // 2, total, steps)
     assert half - 175 > total - half
     assert labels_due(10 * steps, total, steps) == total
+
+
+def ending_pairs(n, rng, alive_worth):
+    """Pairs of clips that end after a random number of steps, labeled by a teacher for whom
+    every real step is worth ``alive_worth`` and nothing comes after the end (Hopper-v5's
+    +1 per step alive, or an env where ending sooner is better when negative)."""
+    obs = rng.normal(size=(2, n, T, OBS)).astype(np.float32)
+    acts = rng.normal(size=(2, n, T, ACT)).astype(np.float32)
+    lengths = rng.integers(1, T + 1, size=(2, n))
+    mu = np.where(lengths[0] == lengths[1], 0.5, (alive_worth * (lengths[0] - lengths[1]) > 0)).astype(np.float32)
+    return obs, acts, lengths, mu
+
+
+@pytest.mark.parametrize("alive_worth", [1.0, -1.0])
+def test_the_agent_reward_says_what_ending_an_episode_is_worth(alive_worth):
+    """Measured from the learned episode-over reward, living is positive when the labels
+    prefer clips that last, and negative when they prefer clips that end: PPO, which
+    values every step after a termination at 0, then agrees with the labels."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(5)
+    obs, acts, lengths, mu = ending_pairs(300, rng, alive_worth)
+    ensemble = RewardEnsemble(OBS, ACT, members=3, hidden=32)
+    steps = obs.reshape(-1, OBS), acts.reshape(-1, ACT)
+    ensemble.set_input_stats(*steps)
+    ensemble.normalize(*steps)
+    assert abs(ensemble.predict(*steps).mean()) < 1e-4  # nothing ended yet: the paper's zero mean
+    metrics = RewardTrainer(ensemble, epochs=20, seed=0).fit(obs[0], acts[0], obs[1], acts[1], mu,
+                                                             lengths_left=lengths[0], lengths_right=lengths[1])
+    ensemble.normalize(*steps)
+    assert metrics.ended_clips == int((lengths < T).sum()) and metrics.val_accuracy > 0.9
+    assert np.sign(ensemble.predict(*steps).mean()) == np.sign(alive_worth)
+    assert abs(ensemble.predict(*steps).mean()) > 1.0  # a standard deviation of the step reward or more
+
+
+def test_clips_that_never_end_leave_the_reward_zero_mean():
+    rng = np.random.default_rng(6)
+    pairs = synthetic_pairs(100, rng, rng.normal(size=OBS))
+    ensemble = RewardEnsemble(OBS, ACT, members=3, hidden=16)
+    steps = pairs[0].reshape(-1, OBS), pairs[1].reshape(-1, ACT)
+    ensemble.set_input_stats(*steps)
+    metrics = RewardTrainer(ensemble, epochs=5, seed=0).fit(*pairs, lengths_left=np.full(100, T),
+                                                            lengths_right=np.full(100, T))
+    ensemble.normalize(*steps)
+    assert metrics.ended_clips == 0 and not ensemble.ends_learned
+    assert abs(ensemble.predict(*steps).mean()) < 1e-4

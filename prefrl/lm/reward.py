@@ -116,6 +116,12 @@ class LMRewardEnsemble(nn.Module):
             out = torch.cat([out, out.new_zeros(out.shape[0], steps - width)], dim=1)
         return out.reshape(*lead, steps)
 
+    def member_returns(self, m: int, obs: torch.Tensor, acts: torch.Tensor,
+                       lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Member ``m``'s sequence reward of clips ``obs [N, T]``, ``acts [N, T, 1]`` → ``[N]``.
+        ``lengths`` is ignored: a text clip's reward is read at its eos, whatever follows it."""
+        return self.member_rewards(m, obs, acts).sum(-1)
+
     def forward(self, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
         """Raw member rewards per position: ``obs [..., T]``, ``acts [..., T, 1]`` → ``[M, ..., T]``."""
         return torch.stack([self.member_rewards(m, obs, acts) for m in range(len(self))])
@@ -124,8 +130,9 @@ class LMRewardEnsemble(nn.Module):
         """No-op: token ids are looked up in an embedding, not standardized."""
 
     @torch.no_grad()
-    def clip_returns(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
-        """Each member's raw sequence reward of clips ``obs [N, T]``, ``acts [N, T, 1]`` → ``[M, N]``."""
+    def clip_returns(self, obs: np.ndarray, acts: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        """Each member's raw sequence reward of clips ``obs [N, T]``, ``acts [N, T, 1]`` → ``[M, N]``
+        (``lengths`` ignored, as in :meth:`member_returns`)."""
         was_training = self.training
         self.eval()
         try:
