@@ -395,7 +395,7 @@ def report(settings: dict, out: Path) -> None:
         f"({settings['oracle']} oracle) per preference run, seeds {' '.join(map(str, settings['seeds']))}"
         + (f", extra flags `{settings['extra']}`" if settings["extra"] else ""),
         f"- each pair (preference run, true-reward run; identical PPO settings) ran at the same time as two "
-        f"processes (MUJOCO_GL=egl, OMP_NUM_THREADS=1), pairs one after another (--parallel {settings['parallel']})",
+        f"processes (MUJOCO_GL=egl, OMP_NUM_THREADS=1), {max(1, settings['parallel'] // 2)} pair(s) at a time (--parallel {settings['parallel']})",
         f"- targets: return ratio pref/true ≥ {TARGET_RATIO}, wall-time overhead pref/true − 1 "
         f"≤ {TARGET_OVERHEAD:.0%}",
         "- returns are each run's final deterministic evaluation on the true reward (`true_return_mean` of "
