@@ -93,6 +93,9 @@ def test_episodes_shorter_than_a_clip_do_not_stop_the_loop(tmp_path):
     short = next(c for c in left + right if c.length < 25)
     assert np.all(short.rewards[short.length:] == 0)
     assert np.all(short.obs[short.length:] == short.obs[short.length - 1])
+    # The labels compared ended clips, so the model has learned what an ended episode is worth.
+    saved = torch.load(tmp_path / "fall/checkpoint/reward.pt", weights_only=False)["ensemble"]
+    assert saved["ends_learned"] and saved["members.0.end_reward"] != 0
 
 
 def test_same_seed_same_labels(tmp_path):
