@@ -385,7 +385,7 @@ def report(settings: dict, out: Path) -> None:
     png = plot(settings, out)
 
     lines = [
-        "# prefrl MuJoCo benchmark: preferences vs. true-reward PPO", "",
+        "# prefrl benchmark: preferences vs. true-reward PPO", "",
         f"- command: `{settings['command']}`",
         f"- started: {settings['started']}; report written: {now()}",
         f"- machine: {info['nproc']} CPUs (`nproc`), {info['cpu']}, {info['ram']} RAM, {info['os']}",
