@@ -34,6 +34,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-episodes", type=int, default=3)
     parser.add_argument("--refit-every", type=int, default=32_768)
+    parser.add_argument("--clip-steps", type=int, default=0,
+                        help="steps per clip; 0 = prefrl's default (60 for Hopper, 0.48 s)")
     parser.add_argument("--keep-going", action="store_true", help="train on after the first success")
     parser.add_argument("--true-reward", action="store_true",
                         help="PPO on the env's backflip reward instead of the judge: can PPO land a flip at all?")
@@ -42,7 +44,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig(env=ENV, run_dir=str(out / "runs" / f"s{args.seed}"), oracle="backflip", labels=args.labels,
-                      true_reward=args.true_reward,
+                      true_reward=args.true_reward, clip_steps=args.clip_steps,
                       timesteps=args.timesteps, seed=args.seed, refit_every=args.refit_every,
                       eval_episodes=args.eval_episodes)
     rows, first = [], None

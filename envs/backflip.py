@@ -43,6 +43,9 @@ health check allows ±0.2; a landing wobbles more than standing does."""
 MIN_HEIGHT = 0.7
 """Torso height (``qpos[1]``) above which the hopper is standing, Hopper's healthy ``z`` floor."""
 
+STAND_HEIGHT = 1.25
+"""Torso height (``qpos[1]``) of Hopper standing at reset."""
+
 MIN_UPRIGHT_STEPS = 10
 """Consecutive upright steps that make a landing (10 × 8 ms = 0.08 s): one upright frame
 mid-air on the way round is not a landing."""
@@ -70,11 +73,15 @@ def _angles(states: np.ndarray) -> np.ndarray:
     return states[:, ANGLE]
 
 
+def lean(angle) -> np.ndarray:
+    """The torso's angle from vertical in ``[0, π]``, any number of turns round (elementwise)."""
+    return np.abs(np.remainder(np.asarray(angle, dtype=np.float64) + math.pi, TURN) - math.pi)
+
+
 def is_upright(angle, height) -> np.ndarray:
     """Whether the torso is within :data:`UPRIGHT_TOL` of vertical (any number of turns
     round) and at least :data:`MIN_HEIGHT` high. Works elementwise on arrays."""
-    lean = np.abs(np.remainder(np.asarray(angle) + math.pi, TURN) - math.pi)  # wrapped to [0, π]
-    return (lean < UPRIGHT_TOL) & (np.asarray(height) > MIN_HEIGHT)
+    return (lean(angle) < UPRIGHT_TOL) & (np.asarray(height) > MIN_HEIGHT)
 
 
 class FlipCounter:
@@ -176,22 +183,28 @@ class BackflipJudge:
     """A scripted labeler for the backflip task, interchangeable with the simulated teachers.
 
     It answers "which one is more of a backflip?" the way a person watching two short clips
-    would, comparing, in order (each on the clip's real steps ``states[:length]``):
+    would, comparing, in order (each on the clip's real steps ``states[:length]``; rotation
+    is the episode's cumulative backward rotation, read off the unwrapped root angle, which
+    starts near 0 at reset):
 
-    1. **Landed**: steps spent upright (:func:`is_upright`) after the episode's torso has
-       turned a full backward circle (cumulative rotation ``>= 2π - UPRIGHT_TOL``, read off
-       the unwrapped root angle, which starts near 0 at reset). Standing after a flip is
+    1. **Landed**: steps spent upright (:func:`is_upright`) after the torso has turned a
+       full backward circle (rotation ``>= 2π - UPRIGHT_TOL``). Standing after a flip is
        what the task is; the clip with ``landed_margin`` more such steps wins.
-    2. **Rotation toward the flip in progress**: the clip's backward rotation, counting only
-       up to the next whole turn (a hopper already past one turn and still spinning on its
-       back is not doing "more of a backflip" than one that stopped): more by ``margin``
-       radians wins.
+    2. **Progress toward a landed flip**: the best point of the clip on one scale,
+       :func:`flip_progress`: backward rotation up to a full turn, then, once the turn is
+       done, how near to standing the hopper got (torso lean and height). More by
+       ``margin`` wins. A hopper on its back after a turn is further along than one half
+       way round, and one getting to its foot further than one spinning on.
     3. **How it ends**: upright beats not, then the higher torso; identical → ``"equal"``.
 
-    An earlier version ranked raw rotation first; agents taught by it spun 1.4 turns and
-    lay on their backs (``benchmarks/results/backflip``). It never answers
-    ``"incomparable"`` and is deterministic; ``rng`` is kept because the loop saves and
-    restores every oracle's generator.
+    Earlier versions ranked the clip's own rotation second. The first (raw rotation
+    first) taught agents to turn 1.4 times and lie on their backs
+    (``benchmarks/results/backflip``); the second (landed steps, then the clip's rotation
+    toward the next whole turn) taught them to keep spinning on the ground, past 15 rad,
+    without landing (``benchmarks/results/backflip-v2``): a clip that rotates scores by
+    its rotation, whatever state it is in. It never answers ``"incomparable"`` and is
+    deterministic; ``rng`` is kept because the loop saves and restores every oracle's
+    generator.
 
     Raises ``ValueError`` for clips without simulator states (``Clip.states is None``).
     """
@@ -223,7 +236,7 @@ class BackflipJudge:
 
     @staticmethod
     def _features(clip) -> tuple[int, float, bool, float]:
-        """(upright steps after a full turn, rotation toward the next turn, ends upright, final height)."""
+        """(upright steps after a full turn, best flip progress, ends upright, final height)."""
         if clip.states is None:
             raise ValueError("BackflipJudge needs clips with simulator states (Clip.states is None): "
                              "record them with make_env(..., record_states=True)")
@@ -232,10 +245,24 @@ class BackflipJudge:
         turned = -angle  # cumulative backward rotation since reset (the reset angle is ~0)
         upright = is_upright(angle, states[:, HEIGHT])
         landed = int(np.sum(upright & (turned >= TURN - UPRIGHT_TOL)))
-        cap = TURN * (math.floor((turned[0] + UPRIGHT_TOL) / TURN) + 1)  # the end of the turn in progress
-        rotation = float(min(turned[-1], cap) - min(turned[0], cap))
-        last = states[-1]
-        return landed, rotation, bool(upright[-1]), float(last[HEIGHT])
+        progress = float(flip_progress(turned, angle, states[:, HEIGHT]).max())
+        return landed, progress, bool(upright[-1]), float(states[-1, HEIGHT])
+
+
+def flip_progress(turned, angle, height) -> np.ndarray:
+    """How far along a first landed backflip each step is, on one scale (elementwise).
+
+    ``turned`` is the cumulative backward rotation (radians). Up to a full turn
+    (``2π - UPRIGHT_TOL``) the progress is the rotation itself; past it, a posture score
+    in ``[0, 2]`` is added: ``1 - lean/π`` (:func:`lean`) plus the torso height as a share
+    of standing height (1.25, capped at 1).
+    Standing after a turn scores about ``2π + 1.65``; lying on the back after one about
+    ``2π + 0.4``; a half turn ``π``. Further turns add nothing: the task is one flip.
+    """
+    turned, height = np.asarray(turned, dtype=np.float64), np.asarray(height, dtype=np.float64)
+    done = turned >= TURN - UPRIGHT_TOL
+    posture = (1.0 - lean(angle) / math.pi) + np.clip(height / STAND_HEIGHT, 0.0, 1.0)
+    return np.minimum(turned, TURN - UPRIGHT_TOL) + done * posture
 
 
 def evaluate_backflips(policy, episodes: int = 5, seed: int = 0,

@@ -8,7 +8,7 @@ from gymnasium.utils.env_checker import check_env
 
 from prefrl.clips import Clip
 from prefrl.environment import get_sim_state, make_env, set_sim_state
-from prefrl.envs.backflip import (BackflipJudge, count_backflips, evaluate_backflips,
+from prefrl.envs.backflip import (BackflipJudge, count_backflips, evaluate_backflips, flip_progress,
                                   is_full_backflip, torso_rotation)
 
 ENV_ID = "prefrl/HopperBackflip-v0"
@@ -122,15 +122,45 @@ def test_judge_prefers_more_rotation_and_is_deterministic(env):
     assert BackflipJudge(seed=99)(left, right) == answers == judge(left, right)
 
 
+def roll(env, start_turns: float, end_turns: float, height: float, steps: int = 40):
+    """Real env states of the torso turning from ``start_turns`` to ``end_turns`` backward
+    turns (since reset) at a fixed ``height``: a hopper rolling on the ground."""
+    env.reset(seed=0)
+    base, states = get_sim_state(env), []
+    for t in range(steps):
+        s = base.copy()
+        s[2] = -TURN * (start_turns + (end_turns - start_turns) * t / (steps - 1))
+        s[1] = height
+        set_sim_state(env, s)
+        states.append(get_sim_state(env))
+    return np.stack(states)
+
+
 def test_judge_prefers_landing_to_spinning_on(env):
     landed = clip_of(trajectory(env, 1.0))                       # a turn, then 15 upright steps
     spinning = clip_of(trajectory(env, 1.4, end_height=0.3))     # more rotation, ends on its back
     assert BackflipJudge()([landed], [spinning]) == ["left"]
-    # Past a full turn, spinning on is not more of a backflip: rotation counts to the next turn only.
-    states = trajectory(env, 1.0, end_height=0.3, hold=0)
-    more = states.copy()
-    more[:, 2] -= 0.3 * TURN  # the same clip, started 0.3 turns further round
-    assert BackflipJudge()._features(clip_of(more))[1] < BackflipJudge()._features(clip_of(states))[1]
+
+
+def test_judge_prefers_getting_up_after_a_turn_to_spinning_on(env):
+    # Both clips start on the back after a full turn. One rolls on through half a turn more
+    # (the judge before this one preferred that: more rotation); the other turns back
+    # towards upright and rises to 0.6 (not yet standing, so no landed steps).
+    spinning = clip_of(roll(env, 1.25, 1.75, height=0.3))
+    getting_up = clip_of(np.concatenate([roll(env, 1.25, 1.08, height=0.3)[:-1], roll(env, 1.08, 1.08, 0.6)[:1]]))
+    assert BackflipJudge()([spinning], [getting_up]) == ["right"]
+    assert BackflipJudge()([getting_up], [spinning]) == ["left"]
+
+
+def test_flip_progress_orders_the_stages_of_a_flip():
+    half, lying_after, standing_after = flip_progress(
+        np.array([math.pi, 1.25 * TURN, TURN]), -np.array([math.pi, 1.25 * TURN, TURN]),
+        np.array([0.9, 0.3, 1.25]))
+    assert half < lying_after < standing_after
+    # Further turns add nothing: lying after two turns is no further along than after one.
+    assert flip_progress(2.25 * TURN, -2.25 * TURN, 0.3) == pytest.approx(lying_after)
+    # Forward rotation is negative progress.
+    assert flip_progress(-math.pi, math.pi, 0.9) < 0 < half
 
 
 def test_judge_breaks_close_calls_on_the_landing_and_ignores_padding(env):

@@ -1,0 +1,110 @@
+#!/usr/bin/env python
+"""One table from several `vs_true_reward.py` reports: every seed measured, per env.
+
+Each benchmark folder holds the seeds one invocation ran. Seeds added later (a third
+HalfCheetah seed, two more Hopper seeds) live in their own folders; this script reads
+their ``results.json`` and writes the pooled figures, computed exactly as each report
+computes its own (ratio of the mean returns over seeds, mean of the per-seed overheads).
+
+    python benchmarks/combine.py benchmarks/results/mujoco:HalfCheetah-v5 \\
+        benchmarks/results/halfcheetah-s2 --out benchmarks/results/mujoco-all
+
+``DIR:ENV`` takes only that env's seeds from ``DIR`` (e.g. to leave out superseded
+rows); a plain ``DIR`` takes every env in it. A seed of one env found in two folders
+is an error: pooling it twice would weigh it double.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vs_true_reward import (TARGET_OVERHEAD, TARGET_RATIO, finite, fmt, jsonable, mark,  # noqa: E402
+                            mean_std, now, pct, read_json)
+
+
+def gather(specs: list[str]) -> dict[str, list[dict]]:
+    """env → rows (one per seed), each with the folder and commit it came from."""
+    envs: dict[str, list[dict]] = {}
+    for spec in specs:
+        folder, _, only = spec.partition(":")
+        data = read_json(Path(folder) / "results.json")
+        if data is None:
+            sys.exit(f"combine.py: no readable {folder}/results.json: give folders written by vs_true_reward.py")
+        if only and only not in data["envs"]:
+            sys.exit(f"combine.py: {folder} has no {only} (it has {', '.join(data['envs'])})")
+        for env, e in data["envs"].items():
+            if only and env != only:
+                continue
+            for s in e["seeds"]:
+                p, t = s["pref"]["summary"], s["true"]["summary"]
+                if not (p and t):
+                    continue
+                rows = envs.setdefault(env, [])
+                if any(r["seed"] == s["seed"] for r in rows):
+                    sys.exit(f"combine.py: {env} seed {s['seed']} appears twice (again in {folder}): take "
+                             f"each env from one folder only, with DIR:ENV naming the env to take")
+                rows.append({"seed": s["seed"], "folder": folder, "git": data["machine"].get("git", "?"),
+                             "true": t["true_return_mean"], "pref": p["true_return_mean"],
+                             "labels": p.get("labels"), "ratio": s["ratio"], "overhead": s["overhead"]})
+    return envs
+
+
+def pooled(rows: list[dict]) -> dict:
+    true_m, true_s = mean_std([r["true"] for r in rows])
+    pref_m, pref_s = mean_std([r["pref"] for r in rows])
+    ratio = pref_m / true_m if finite(true_m) and true_m > 0 else float("nan")
+    overhead, overhead_s = mean_std([r["overhead"] for r in rows])
+    return {"seeds": sorted(r["seed"] for r in rows), "true_return_mean": true_m, "true_return_std": true_s,
+            "pref_return_mean": pref_m, "pref_return_std": pref_s, "return_ratio": ratio,
+            "overhead_mean": overhead, "overhead_std": overhead_s,
+            "seeds_at_target": sum(finite(r["ratio"]) and r["ratio"] >= TARGET_RATIO for r in rows),
+            "ratio_ok": None if not finite(ratio) else ratio >= TARGET_RATIO,
+            "overhead_ok": None if not finite(overhead) else overhead <= TARGET_OVERHEAD}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", metavar="DIR[:ENV]", help="vs_true_reward.py output folders")
+    parser.add_argument("--out", required=True, help="folder for the pooled results.md and results.json")
+    args = parser.parse_args(argv)
+    envs = gather(args.folders)
+    figures = {env: {**pooled(rows), "rows": sorted(rows, key=lambda r: r["seed"])} for env, rows in envs.items()}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/combine.py " + " ".join(args.folders) + f" --out {args.out}"
+    (out / "results.json").write_text(json.dumps(jsonable(
+        {"command": command, "written": now(), "targets": {"return_ratio_min": TARGET_RATIO,
+                                                          "overhead_max": TARGET_OVERHEAD},
+         "envs": figures}), indent=2, allow_nan=False))
+    lines = ["# prefrl benchmark, every seed: preferences vs. true-reward PPO", "",
+             f"- command: `{command}`", f"- written: {now()}",
+             "- pooled from the folders below; each folder's results.md has its command, machine, load "
+             "and learning curves. Figures are computed as there: ratio = mean preference return / mean "
+             "true-reward return over seeds; overhead = mean over seeds of pref wall / true wall − 1.",
+             f"- targets: return ratio ≥ {TARGET_RATIO}, overhead ≤ {TARGET_OVERHEAD:.0%}", "",
+             "## Summary", "",
+             "| env | seeds | true-reward PPO return | preference return | ratio pref/true | ≥ 0.9 "
+             "| seeds ≥ 0.9 | overhead | ≤ 15% |", "|---|---|---|---|---|---|---|---|---|"]
+    for env, f in figures.items():
+        lines.append(f"| {env} | {len(f['seeds'])} | {fmt(f['true_return_mean'])} ± {fmt(f['true_return_std'])} "
+                     f"| {fmt(f['pref_return_mean'])} ± {fmt(f['pref_return_std'])} | {fmt(f['return_ratio'], 3)} "
+                     f"| {mark(f['ratio_ok'])} | {f['seeds_at_target']}/{len(f['seeds'])} "
+                     f"| {pct(f['overhead_mean'])} ± {f['overhead_std'] * 100:.1f} | {mark(f['overhead_ok'])} |")
+    for env, f in figures.items():
+        lines += ["", f"## {env}", "", "| seed | true-reward PPO return | preference return | ratio | labels "
+                  "| overhead | folder (commit) |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['seed']} | {fmt(r['true'])} | {fmt(r['pref'])} | {fmt(r['ratio'], 3)} | {r['labels']} "
+                  f"| {pct(r['overhead'])} | `{r['folder']}` ({r['git']}) |" for r in f["rows"]]
+        lines.append("")
+        lines.append(f"± is the sample std over seeds. Std of the per-seed ratios: "
+                     f"{fmt(mean_std([r['ratio'] for r in f['rows']])[1], 3)}.")
+    (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
