@@ -103,7 +103,7 @@ class Run:
                         learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
                         clip_range=cfg.clip_range, ent_coef=cfg.ent_coef, seed=cfg.seed, device="cpu",
                         policy_kwargs={} if self.image else {"net_arch": [cfg.net_arch, cfg.net_arch]}, verbose=0)
-        self.timesteps, self.fits, self.wall_before = 0, 0, 0.0
+        self.timesteps, self.fits, self.wall_before, self.cpu_before = 0, 0, 0.0, 0.0
         checkpoint = rundir.latest_checkpoint(self.dir) if saved else None
         if checkpoint is None:
             self.agent = PPO("CnnPolicy" if self.image else "MlpPolicy", self.venv, **ppo_args)
@@ -111,6 +111,7 @@ class Run:
             self.agent = PPO.load(checkpoint / "policy.zip", env=self.venv, device="cpu")
             state = json.loads((checkpoint / "state.json").read_text())
             self.timesteps, self.fits, self.wall_before = state["timesteps"], state["fits"], state["wall_seconds"]
+            self.cpu_before = state.get("cpu_seconds", 0.0)
             self.rng.bit_generator.state = state["rng"]
             if not cfg.true_reward:
                 saved_model = torch.load(checkpoint / "reward.pt", weights_only=False)
@@ -123,7 +124,7 @@ class Run:
         self.agent.set_logger(configure(str(self.dir / "tb"), ["tensorboard"]))
         self.feedback = Feedback(self.store, self.trainer, cfg.selector, self.oracle, self.rng, cfg.label_cap)
         self.last_fit, self.window = None, None
-        self.started = time.time()
+        self.started, self.cpu_started = time.time(), time.process_time()
         self.heartbeat()
         if self.human and not cfg.no_window:  # a separate process: neither waits on the other
             self.window = subprocess.Popen([sys.executable, "-m", "prefrl", "label", str(self.dir)],
@@ -197,6 +198,7 @@ class Run:
                            folder / "reward.pt")
             (folder / "state.json").write_text(json.dumps({
                 "timesteps": self.timesteps, "fits": self.fits, "wall_seconds": self.wall_seconds(),
+                "cpu_seconds": self.cpu_seconds(),
                 "rng": self.rng.bit_generator.state}))
 
         rundir.save_checkpoint(self.dir, write)
@@ -213,13 +215,17 @@ class Run:
     def wall_seconds(self) -> float:
         return self.wall_before + time.time() - self.started
 
+    def cpu_seconds(self) -> float:
+        """CPU time this run has used, all sessions: its cost, whatever else shares the machine."""
+        return self.cpu_before + time.process_time() - self.cpu_started
+
     def finish(self) -> dict:
         self.agent.save(self.dir / "policy.zip")
         results = evaluate(self.agent, self.cfg.env, self.cfg.eval_episodes, seed=self.cfg.seed)
         summary = {"env": self.cfg.env, "mode": "true-reward" if self.cfg.true_reward else "preferences",
                    "timesteps": self.timesteps, "labels": self.store.num_answers(),
                    "labels_trained": len(self.store.preferences()[2]), **results,
-                   "wall_seconds": self.wall_seconds(), "oracle": None if self.cfg.true_reward else self.cfg.oracle,
+                   "wall_seconds": self.wall_seconds(), "cpu_seconds": self.cpu_seconds(), "oracle": None if self.cfg.true_reward else self.cfg.oracle,
                    "selector": self.cfg.selector, "seed": self.cfg.seed}
         rundir.finish(self.dir, self.store, self.window, summary, self.cfg.labels)
         self.venv.close()

@@ -74,7 +74,8 @@ def test_learns_from_synthetic_preferences(tmp_path):
 def test_true_reward_baseline_writes_the_same_outputs(tmp_path):
     cfg = TrainConfig(env=TOY, run_dir=str(tmp_path / "true"), true_reward=True, timesteps=4096, **FAST)
     summary = train(cfg, progress=False)
-    for key in ("env", "timesteps", "labels", "true_return_mean", "true_return_std", "eval_episodes", "wall_seconds"):
+    for key in ("env", "timesteps", "labels", "true_return_mean", "true_return_std", "eval_episodes", "wall_seconds",
+                "cpu_seconds"):
         assert key in summary
     assert summary["labels"] == 0 and summary["mode"] == "true-reward"
     assert json.loads((tmp_path / "true/summary.json").read_text()) == summary
@@ -136,6 +137,9 @@ def test_kill_9_then_resume_loses_no_label_and_keeps_the_budget(tmp_path):
         pytest.fail("training never reached its second checkpoint: " + proc.stderr.read().decode())
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # Time counts across sessions: mark the killed session's so the resumed total must carry it.
+    state = run_dir / "checkpoint" / "state.json"
+    state.write_text(json.dumps({**json.loads(state.read_text()), "wall_seconds": 1e6, "cpu_seconds": 1e6}))
     before = _answers(run_dir / "prefs.sqlite")
     assert 15 <= len(before) < 60
     assert not (run_dir / "summary.json").exists()
@@ -147,6 +151,7 @@ def test_kill_9_then_resume_loses_no_label_and_keeps_the_budget(tmp_path):
     assert len(after) == 60
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["labels"] == 60 and summary["timesteps"] >= 16384
+    assert 1e6 < summary["cpu_seconds"] < 1e6 + 300 and 1e6 < summary["wall_seconds"] < 1e6 + 300
 
 
 def test_recorded_frames_are_bounded_by_bytes():
