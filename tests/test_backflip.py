@@ -41,6 +41,20 @@ def trajectory(env, turns: float, end_height: float = 1.25, flight: int = 40, ho
     return np.stack(states)
 
 
+def roll(env, start_turns: float, end_turns: float, height: float, steps: int = 40):
+    """Real env states of the torso turning from ``start_turns`` to ``end_turns`` backward
+    turns (since reset) at a fixed ``height``: a hopper rolling on the ground."""
+    env.reset(seed=0)
+    base, states = get_sim_state(env), []
+    for t in range(steps):
+        s = base.copy()
+        s[2] = -TURN * (start_turns + (end_turns - start_turns) * t / (steps - 1))
+        s[1] = height
+        set_sim_state(env, s)
+        states.append(get_sim_state(env))
+    return np.stack(states)
+
+
 def clip_of(states, length=None):
     steps = len(states)
     return Clip(obs=np.zeros((steps, 11), np.float32), acts=np.zeros((steps, 3), np.float32),
@@ -110,6 +124,22 @@ def test_full_backflip_needs_a_whole_turn_and_an_upright_landing(env):
     assert not is_full_backflip(trajectory(env, 0.0))             # standing is not flipping
 
 
+def test_a_flip_is_one_quick_turn_from_a_stance(env):
+    def stand(turns, steps=15):
+        return roll(env, turns, turns, height=1.25, steps=steps)
+
+    quick = np.concatenate([stand(0, 5), roll(env, 0.05, 0.95, 0.3, steps=100), stand(1.0)])
+    slow = np.concatenate([stand(0, 5), roll(env, 0.05, 0.95, 0.3, steps=300), stand(1.0)])
+    assert count_backflips(quick) == 1  # a quick roll over the back onto the foot passes
+    assert count_backflips(slow) == 0   # 2.4 s on the ground: a tumble that ends standing
+    # Standing at one turn (after too slow a turn), swinging forward and back, standing at
+    # 1.05 turns: 1.05 turns since reset, but 0.05 since the hopper last stood.
+    swings = np.concatenate([slow, roll(env, 1.0, 0.5, 0.3, steps=30), roll(env, 0.5, 1.05, 0.3, steps=30),
+                             stand(1.05)])
+    assert count_backflips(swings) == 0
+    assert count_backflips(np.concatenate([swings, roll(env, 1.1, 1.9, 0.3, steps=60), stand(2.0)])) == 1
+
+
 # -- the judge --------------------------------------------------------------------------
 
 def test_judge_prefers_more_rotation_and_is_deterministic(env):
@@ -120,20 +150,6 @@ def test_judge_prefers_more_rotation_and_is_deterministic(env):
     answers = judge(left, right)
     assert answers == ["left", "right", "right", "equal"]
     assert BackflipJudge(seed=99)(left, right) == answers == judge(left, right)
-
-
-def roll(env, start_turns: float, end_turns: float, height: float, steps: int = 40):
-    """Real env states of the torso turning from ``start_turns`` to ``end_turns`` backward
-    turns (since reset) at a fixed ``height``: a hopper rolling on the ground."""
-    env.reset(seed=0)
-    base, states = get_sim_state(env), []
-    for t in range(steps):
-        s = base.copy()
-        s[2] = -TURN * (start_turns + (end_turns - start_turns) * t / (steps - 1))
-        s[1] = height
-        set_sim_state(env, s)
-        states.append(get_sim_state(env))
-    return np.stack(states)
 
 
 def test_judge_prefers_landing_to_spinning_on(env):
