@@ -378,9 +378,10 @@ def plot(settings: dict, out: Path) -> Path | None:
     return path
 
 
-def report(settings: dict, out: Path) -> None:
+def report(settings: dict, out: Path, rebuilt: bool = False) -> None:
     envs = collect(settings, out)
-    info = machine()
+    # A rebuilt report keeps the machine and commit the runs were measured on.
+    info = ((read_json(out / "results.json") or {}).get("machine") if rebuilt else None) or machine()
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(jsonable(
         {"command": settings["command"], "started": settings["started"], "report_written": now(),
@@ -483,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
             failed = run_all(settings, out, args.parallel)
         except KeyboardInterrupt:
             return 130
-    report(settings, out)
+    report(settings, out, rebuilt=args.report_only)
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)} (see their stderr.log)", file=sys.stderr)
         return 1
