@@ -74,9 +74,10 @@ def main(argv=None) -> int:
     lines = [f"# Backflip from synthetic answers ({ENV}, {teacher})", "",
              f"Command: `{results['command']}`  ", f"Date: {results['date']}  ",
              "Machine: " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()), "",
-             "Success test: within a deterministic evaluation episode, the torso's cumulative backward "
-             "rotation reaches a full turn (2π − 0.35 rad) and the hopper is then upright (within 0.35 rad "
-             "of vertical, torso above 0.7) for 10 consecutive steps.", ""]
+             "Success test (`prefrl.envs.backflip.is_full_backflip`): within a deterministic evaluation "
+             "episode, the hopper, from standing upright, turns a full backward circle (2π − 0.35 rad) and "
+             "is upright again (within 0.35 rad of vertical, torso above 0.7) for 10 consecutive steps, "
+             "the first of them at most 1.5 s after it last stood.", ""]
     if first:
         lines += [f"**First success** after {first['answers']} answers, {first['timesteps']} agent steps, "
                   f"{first['train_wall_seconds']} s of training wall time.", ""]
