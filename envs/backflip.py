@@ -189,6 +189,11 @@ class HopperBackflipEnv(HopperEnv):
     ``info`` gains ``reward_rotation``, ``reward_landing``, ``rotation`` and ``backflips``.
     """
 
+    clip_steps = 125
+    """Clip length (1.0 s), longer than Hopper's default 60 (0.48 s): throwing back, turning
+    and landing take about 1 s, so one clip can show a whole flip to the judge or a person.
+    Measured: 1-s clips landed the first flip after 390 answers; see the README."""
+
     def __init__(self, landing_bonus: float = 800.0, **kwargs):
         kwargs.pop("terminate_when_unhealthy", None)
         super().__init__(terminate_when_unhealthy=False, **kwargs)

@@ -170,8 +170,11 @@ def clip_steps(env: gym.Env, seconds: float = 1.5) -> int:
     """Default clip length in steps: ``seconds`` of simulated time, clamped to 15..60.
 
     Christiano et al. (2017, §2.2, A.1) use clips of 1–2 s, 15–60 steps depending on
-    the task. Envs without a ``dt`` (no notion of simulated time) get 25.
+    the task. Envs without a ``dt`` (no notion of simulated time) get 25. An env whose
+    behaviour needs a set length to be seen whole says so with a ``clip_steps`` attribute.
     """
+    if getattr(env.unwrapped, "clip_steps", None):
+        return int(env.unwrapped.clip_steps)
     dt = getattr(env.unwrapped, "dt", None)
     if not dt:
         return 25

@@ -155,6 +155,7 @@ def test_clip_steps():
     assert clip_steps(gym.make("Hopper-v5")) == 60  # dt 0.008 s -> 188, clamped
     assert clip_steps(gym.make("HalfCheetah-v5"), seconds=0.1) == 15  # clamped below
     assert clip_steps(make_env("prefrl/PointGoal-v0")) == 25  # no dt
+    assert clip_steps(make_env("prefrl/HopperBackflip-v0")) == 125  # the env asks for 1 s: a whole flip
 
 
 # -- make_env errors and seeding --------------------------------------------------------
