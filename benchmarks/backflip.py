@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-episodes", type=int, default=3)
     parser.add_argument("--refit-every", type=int, default=32_768)
     parser.add_argument("--clip-steps", type=int, default=0,
-                        help="steps per clip; 0 = prefrl's default (60 for Hopper, 0.48 s)")
+                        help="steps per clip; 0 = the env's own (125 for the backflip Hopper, 1 s)")
     parser.add_argument("--keep-going", action="store_true", help="train on after the first success")
     parser.add_argument("--true-reward", action="store_true",
                         help="PPO on the env's backflip reward instead of the judge: can PPO land a flip at all?")

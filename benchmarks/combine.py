@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vs_true_reward import (TARGET_OVERHEAD, TARGET_RATIO, finite, fmt, jsonable, mark,  # noqa: E402
-                            mean_std, now, pct, read_json)
+from vs_true_reward import (TARGET_OVERHEAD, TARGET_RATIO, fmt, jsonable, mark, mean_std, now,  # noqa: E402
+                            pct, pool, read_json, seed_row)
 
 
 def gather(specs: list[str]) -> dict[str, list[dict]]:
@@ -46,23 +46,8 @@ def gather(specs: list[str]) -> dict[str, list[dict]]:
                 if any(r["seed"] == s["seed"] for r in rows):
                     sys.exit(f"combine.py: {env} seed {s['seed']} appears twice (again in {folder}): take "
                              f"each env from one folder only, with DIR:ENV naming the env to take")
-                rows.append({"seed": s["seed"], "folder": folder, "git": data["machine"].get("git", "?"),
-                             "true": t["true_return_mean"], "pref": p["true_return_mean"],
-                             "labels": p.get("labels"), "ratio": s["ratio"], "overhead": s["overhead"]})
+                rows.append({**seed_row(s), "folder": folder, "git": data["machine"].get("git", "?")})
     return envs
-
-
-def pooled(rows: list[dict]) -> dict:
-    true_m, true_s = mean_std([r["true"] for r in rows])
-    pref_m, pref_s = mean_std([r["pref"] for r in rows])
-    ratio = pref_m / true_m if finite(true_m) and true_m > 0 else float("nan")
-    overhead, overhead_s = mean_std([r["overhead"] for r in rows])
-    return {"seeds": sorted(r["seed"] for r in rows), "true_return_mean": true_m, "true_return_std": true_s,
-            "pref_return_mean": pref_m, "pref_return_std": pref_s, "return_ratio": ratio,
-            "overhead_mean": overhead, "overhead_std": overhead_s,
-            "seeds_at_target": sum(finite(r["ratio"]) and r["ratio"] >= TARGET_RATIO for r in rows),
-            "ratio_ok": None if not finite(ratio) else ratio >= TARGET_RATIO,
-            "overhead_ok": None if not finite(overhead) else overhead <= TARGET_OVERHEAD}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for the pooled results.md and results.json")
     args = parser.parse_args(argv)
     envs = gather(args.folders)
-    figures = {env: {**pooled(rows), "rows": sorted(rows, key=lambda r: r["seed"])} for env, rows in envs.items()}
+    figures = {env: {**pool(rows), "seeds": sorted(r["seed"] for r in rows),
+                     "rows": sorted(rows, key=lambda r: r["seed"])} for env, rows in envs.items()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/combine.py " + " ".join(args.folders) + f" --out {args.out}"

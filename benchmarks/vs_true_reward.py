@@ -310,21 +310,34 @@ def collect(settings: dict, out: Path) -> dict:
                                      and run_dir(out, env, seed, "true").name in entry["pref"]["concurrent_with"])
             seeds.append(entry)
         done = [e for e in seeds if e["pref"]["summary"] and e["true"]["summary"]]
-        true_m, true_s = mean_std([e["true"]["summary"]["true_return_mean"] for e in done])
-        pref_m, pref_s = mean_std([e["pref"]["summary"]["true_return_mean"] for e in done])
-        ratio = pref_m / true_m if finite(true_m) and true_m > 0 else math.nan
-        overhead, overhead_s = mean_std([e["overhead"] for e in done])
-        cpu_overhead, _ = mean_std([e["cpu_overhead"] for e in done])
-        labels = [e["pref"]["summary"].get("labels") for e in done]
         envs[env] = {"seeds": seeds, "complete_seeds": [e["seed"] for e in done],
-                     "true_return_mean": true_m, "true_return_std": true_s,
-                     "pref_return_mean": pref_m, "pref_return_std": pref_s,
-                     "return_ratio": ratio, "overhead_mean": overhead, "overhead_std": overhead_s,
-                     "cpu_overhead_mean": cpu_overhead,
-                     "labels": labels,
-                     "ratio_ok": None if not finite(ratio) else ratio >= TARGET_RATIO,
-                     "overhead_ok": None if not finite(overhead) else overhead <= TARGET_OVERHEAD}
+                     **pool([seed_row(e) for e in done]),
+                     "labels": [e["pref"]["summary"].get("labels") for e in done]}
     return envs
+
+
+def seed_row(entry: dict) -> dict:
+    """One finished seed's figures, as `pool` (and benchmarks/combine.py) read them."""
+    return {"seed": entry["seed"], "true": entry["true"]["summary"]["true_return_mean"],
+            "pref": entry["pref"]["summary"]["true_return_mean"], "labels": entry["pref"]["summary"].get("labels"),
+            "ratio": entry["ratio"], "overhead": entry["overhead"],
+            "cpu_overhead": entry.get("cpu_overhead", math.nan)}
+
+
+def pool(rows: list[dict]) -> dict:
+    """Figures over seeds: the ratio of the mean returns, the mean of the per-seed overheads."""
+    true_m, true_s = mean_std([r["true"] for r in rows])
+    pref_m, pref_s = mean_std([r["pref"] for r in rows])
+    ratio = pref_m / true_m if finite(true_m) and true_m > 0 else math.nan
+    overhead, overhead_s = mean_std([r["overhead"] for r in rows])
+    cpu_overhead, _ = mean_std([r["cpu_overhead"] for r in rows])
+    return {"true_return_mean": true_m, "true_return_std": true_s,
+            "pref_return_mean": pref_m, "pref_return_std": pref_s,
+            "return_ratio": ratio, "overhead_mean": overhead, "overhead_std": overhead_s,
+            "cpu_overhead_mean": cpu_overhead,
+            "seeds_at_target": sum(finite(r["ratio"]) and r["ratio"] >= TARGET_RATIO for r in rows),
+            "ratio_ok": None if not finite(ratio) else ratio >= TARGET_RATIO,
+            "overhead_ok": None if not finite(overhead) else overhead <= TARGET_OVERHEAD}
 
 
 def jsonable(x, default=str):

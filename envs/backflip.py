@@ -146,14 +146,22 @@ def _whole_turns(rotation: float) -> float:
     return TURN * round(rotation / TURN)
 
 
+def flip_trace(rotation, angle, height) -> tuple[np.ndarray, np.ndarray, int]:
+    """Run :class:`FlipCounter` over a sequence of steps (backward rotation, root angle,
+    torso height). Returns each step's rotation since the stance, whether it counts toward
+    a landing, and the flips landed."""
+    counter, turns, landing = FlipCounter(), [], []
+    for rot, a, h in zip(rotation, angle, height):
+        counter.update(rot, a, h)
+        turns.append(counter.turn)
+        landing.append(counter.landing)
+    return np.array(turns), np.array(landing, dtype=bool), counter.flips
+
+
 def count_backflips(states: np.ndarray) -> int:
     """Landed backflips in ``[T, nq+nv]`` states of one episode (see :class:`FlipCounter`)."""
-    rotation = torso_rotation(states)
     states = np.asarray(states, dtype=np.float64)
-    counter = FlipCounter()
-    for rot, angle, height in zip(rotation, states[:, ANGLE], states[:, HEIGHT]):
-        counter.update(rot, angle, height)
-    return counter.flips
+    return flip_trace(torso_rotation(states), states[:, ANGLE], states[:, HEIGHT])[2]
 
 
 def is_full_backflip(states: np.ndarray) -> bool:
@@ -287,14 +295,10 @@ class BackflipJudge:
         angle = np.unwrap(_angles(states))
         # A clip starts mid-episode: the stance before it is unknown, so the reset's (0)
         # stands in until the clip shows the hopper standing.
-        counter, turns, landing = FlipCounter(), [], []
-        for rot, a, h in zip(-angle, angle, states[:, HEIGHT]):
-            counter.update(rot, a, h)
-            turns.append(counter.turn)
-            landing.append(counter.landing)
+        turns, landing, _ = flip_trace(-angle, angle, states[:, HEIGHT])
         upright = is_upright(angle, states[:, HEIGHT])
         landed = int(np.sum(landing))
-        progress = float(flip_progress(np.array(turns), angle, states[:, HEIGHT]).max())
+        progress = float(flip_progress(turns, angle, states[:, HEIGHT]).max())
         return landed, progress, bool(upright[-1]), float(states[-1, HEIGHT])
 
 

@@ -225,7 +225,8 @@ class Run:
         summary = {"env": self.cfg.env, "mode": "true-reward" if self.cfg.true_reward else "preferences",
                    "timesteps": self.timesteps, "labels": self.store.num_answers(),
                    "labels_trained": len(self.store.preferences()[2]), **results,
-                   "wall_seconds": self.wall_seconds(), "cpu_seconds": self.cpu_seconds(), "oracle": None if self.cfg.true_reward else self.cfg.oracle,
+                   "wall_seconds": self.wall_seconds(), "cpu_seconds": self.cpu_seconds(),
+                   "oracle": None if self.cfg.true_reward else self.cfg.oracle,
                    "selector": self.cfg.selector, "seed": self.cfg.seed}
         rundir.finish(self.dir, self.store, self.window, summary, self.cfg.labels)
         self.venv.close()
