@@ -10,8 +10,8 @@ problem. The found actions, a per-step timeline and ``results.md`` go to ``--out
     python benchmarks/backflip_cem.py --out benchmarks/results/backflip-cem
 
 The score CEM climbs is the judge's own progress scale
-(:func:`prefrl.envs.backflip.flip_progress`, best over the sequence) plus 100 per landed
-upright step after a full turn, so it climbs the same way a judge would lead a learner.
+(:func:`prefrl.envs.backflip.flip_progress`, best over the sequence) plus 100 per step that
+counts toward a landing by the success test, so it climbs the way the judge leads a learner.
 """
 from __future__ import annotations
 
@@ -27,25 +27,26 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine_info import machine  # noqa: E402
 
-from prefrl.envs.backflip import (HEIGHT, TURN, UPRIGHT_TOL, HopperBackflipEnv, count_backflips,  # noqa: E402
-                                  flip_progress, is_upright, torso_rotation)
+from prefrl.environment import get_sim_state  # noqa: E402
+from prefrl.envs.backflip import (ANGLE, HEIGHT, TURN, UPRIGHT_TOL, HopperBackflipEnv,  # noqa: E402
+                                  count_backflips, flip_progress, flip_trace, is_upright, torso_rotation)
 
 
 def rollout(env: HopperBackflipEnv, start: tuple, actions: np.ndarray) -> np.ndarray:
     """States ``[T+1, nq+nv]`` from ``start`` (qpos, qvel) under the fixed ``actions``."""
     env.set_state(*start)
-    states = [np.concatenate([env.data.qpos, env.data.qvel])]
+    states = [get_sim_state(env)]
     for a in actions:
         env.step(a)
-        states.append(np.concatenate([env.data.qpos, env.data.qvel]))
+        states.append(get_sim_state(env))
     return np.stack(states)
 
 
 def score(states: np.ndarray) -> float:
-    turned = torso_rotation(states)
-    angle, height = states[:, 2], states[:, HEIGHT]
-    landed = np.sum(is_upright(angle, height) & (turned >= TURN - UPRIGHT_TOL))
-    return float(100 * landed + flip_progress(turned, angle, height).max())
+    """The judge's own features on one scale: 100 per landing step, plus the best progress."""
+    angle, height = states[:, ANGLE], states[:, HEIGHT]
+    turns, landing, _ = flip_trace(torso_rotation(states), angle, height)
+    return float(100 * landing.sum() + flip_progress(turns, angle, height).max())
 
 
 def main(argv=None) -> int:
@@ -90,13 +91,14 @@ def main(argv=None) -> int:
         actions, states = found
         np.save(out / "actions.npy", actions)
         turned = torso_rotation(states)
-        up = is_upright(states[:, 2], states[:, HEIGHT])
+        up = is_upright(states[:, ANGLE], states[:, HEIGHT])
         moving = int(np.argmax(turned > 0.1))
         turn_done = int(np.argmax(turned >= TURN - UPRIGHT_TOL))
+        landing = int(np.argmax(flip_trace(turned, states[:, ANGLE], states[:, HEIGHT])[1]))
         lines += [f"**Found** after {len(history)} iterations ({len(history) * args.population} rollouts): "
                   f"the torso starts turning back at step {moving}, completes the turn at step {turn_done}, "
-                  f"and the hopper is upright for 10 steps by step {turn_done + int(np.argmax(up[turn_done:])) + 9} "
-                  f"(dt {env.dt} s). Lowest torso height on the way: {states[:, HEIGHT].min():.2f}.", "",
+                  f"and the landing's upright steps start at step {landing} (dt {env.dt} s). "
+                  f"Lowest torso height on the way: {states[:, HEIGHT].min():.2f}.", "",
                   "| step | backward rotation (rad) | torso height | upright |", "|---|---|---|---|"]
         lines += [f"| {t} | {turned[t]:.2f} | {states[t, HEIGHT]:.2f} | {'yes' if up[t] else ''} |"
                   for t in range(0, len(states), 10)]
