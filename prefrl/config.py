@@ -40,7 +40,7 @@ class FeedbackConfig:
     reward_lr: float = _f(1e-3, "reward-model learning rate")
     reward_epochs: int = _f(8, "passes over the labels per refit (the first fit runs 5x as many)")
     reward_batch_size: int = _f(64, "clip pairs per reward-model gradient step")
-    reward_min_steps: int = _f(100, "reward-model gradient steps per member per refit, at least")
+    reward_min_steps: int = _f(25, "reward-model gradient steps per member per refit, at least (the first fit runs 5x as many)")
     seed: int = _f(0, "seed for the environments, PPO, the oracle and query selection")
 
     COMMAND = "prefrl train"  # where a user reads the settings

@@ -112,30 +112,40 @@ class RewardEnsemble(nn.Module):
         and divided by its std on recent experience.
 
         Runs every environment step, so it uses a NumPy copy of the weights (refreshed after
-        each change) with the members side by side in block-diagonal matrices: one small
-        matrix product per layer, where torch's per-call overhead would dominate.
+        each change) with the members side by side in block-diagonal matrices, the input
+        standardization folded into the first layer and the output normalization and mean
+        into the last: three small matrix products, where torch's per-call overhead would
+        dominate.
         """
         if self._numpy_weights is None:
             self._numpy_weights = self._export()
-        in_mean, in_std, layers, zero, out_std = self._numpy_weights
-        h = (np.concatenate([obs, acts], axis=-1, dtype=np.float32) - in_mean) / in_std
-        for i, (w, b) in enumerate(layers):
-            h = h @ w + b
-            if i < len(layers) - 1:
-                h = np.maximum(h, LEAKY_SLOPE * h)
-        return ((h - zero) / out_std).mean(-1)
+        h = np.concatenate([obs, acts], axis=-1, dtype=np.float32)
+        *hidden, (w, b) = self._numpy_weights
+        for w_h, b_h in hidden:
+            h = h @ w_h + b_h
+            h = np.maximum(h, LEAKY_SLOPE * h)
+        return h @ w + b
 
-    def _export(self):
-        """Members' layers as ``[in, M·out]`` (first) and block-diagonal ``[M·in, M·out]`` matrices."""
+    def _export(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The agent's reward as one MLP on raw inputs: ``[(w, b), ...]``, the last ``w`` of shape ``[M·hidden]``.
+
+        First layer: members' weights side by side, with ``(x − in_mean) / in_std`` folded in.
+        Middle layers: block-diagonal. Last layer: ``mean_m((r_m − zero_m) / std_m)`` folded in.
+        """
         linears = [[m for m in member.net if isinstance(m, nn.Linear)] for member in self.members]
         layers = []
         for depth in range(len(linears[0])):
-            weights = [lin[depth].weight.detach().numpy().T for lin in linears]
+            weights = [lin[depth].weight.detach().double().numpy().T for lin in linears]
             w = np.concatenate(weights, axis=1) if depth == 0 else _block_diagonal(weights)
-            b = np.concatenate([lin[depth].bias.detach().numpy() for lin in linears])
-            layers.append((w.astype(np.float32), b.astype(np.float32)))
-        return (self.in_mean.numpy().copy(), self.in_std.numpy().copy(), layers,
-                end_rewards(self).numpy().copy(), self.out_std.numpy().copy())
+            b = np.concatenate([lin[depth].bias.detach().double().numpy() for lin in linears])
+            layers.append((w, b))
+        in_mean, in_std = self.in_mean.double().numpy(), self.in_std.double().numpy()
+        w, b = layers[0]
+        layers[0] = (w / in_std[:, None], b - (in_mean / in_std) @ w)
+        scale = 1.0 / (self.out_std.double().numpy() * len(self))  # [M]
+        w, b = layers[-1]
+        layers[-1] = (w @ scale, float((b - end_rewards(self).double().numpy()) @ scale))
+        return [(w.astype(np.float32), np.float32(b) if np.isscalar(b) else b.astype(np.float32)) for w, b in layers]
 
     def invalidate(self) -> None:
         """Call after changing weights in place (the trainer does), so `predict` re-exports them."""

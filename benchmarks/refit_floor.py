@@ -1,0 +1,109 @@
+#!/usr/bin/env python
+"""How many gradient steps does a reward refit need? Replay a finished run's answers and see.
+
+A refit starts from the last one's weights, so it only has to take in the answers that
+arrived since. This replays the answers of finished preference runs in the order they
+came, refitting at the points the run's label schedule did (every ``refit_every`` agent
+steps), once per step floor (``--reward-min-steps``), and reports for each floor:
+
+- the CPU seconds of all refits together;
+- the accuracy on the next answers *before* they are fitted (non-tie answers only): how
+  well the reward predicts preferences about experience it has not been fitted on, which
+  is what the agent's next rollouts meet.
+
+Floors run one after another in one process, so they meet the same load.
+
+    python benchmarks/refit_floor.py RUN_DIR [RUN_DIR ...] --floors 100 25 --out benchmarks/results/refit-floor
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_info import machine  # noqa: E402
+
+from prefrl import rundir  # noqa: E402
+from prefrl.config import FeedbackConfig, TrainConfig, build  # noqa: E402
+from prefrl.feedback import stack  # noqa: E402
+from prefrl.loop import FIRST_FIT_EPOCHS  # noqa: E402
+from prefrl.reward import RewardEnsemble  # noqa: E402
+from prefrl.schedule import labels_due  # noqa: E402
+from prefrl.store import PreferenceStore  # noqa: E402
+from prefrl.trainer import RewardTrainer  # noqa: E402
+
+
+def replay(run_dir: Path, floor: int) -> dict:
+    """Refit a fresh ensemble on ``run_dir``'s answers as they arrived, with step floor ``floor``."""
+    known = {f.name for f in TrainConfig.__dataclass_fields__.values()}
+    cfg = build({k: v for k, v in rundir.read_run(run_dir)["config"].items() if k in known})
+    torch.manual_seed(cfg.seed)
+    with PreferenceStore(run_dir / "prefs.sqlite") as store:
+        lefts, rights, mu = store.preferences()
+    (obs_l, acts_l, len_l), (obs_r, acts_r, len_r) = stack(lefts), stack(rights)
+    ensemble = RewardEnsemble(obs_l.shape[-1], acts_l.shape[-1], cfg.ensemble_size, cfg.reward_hidden)
+    first = labels_due(0, cfg.labels, cfg.timesteps, cfg.initial_label_fraction, cfg.label_horizon)
+    # Input statistics from the clips of the first answers (the run took them from its buffer).
+    steps = np.concatenate([obs_l[:first], obs_r[:first]]).reshape(-1, obs_l.shape[-1])
+    acts = np.concatenate([acts_l[:first], acts_r[:first]]).reshape(-1, acts_l.shape[-1])
+    ensemble.set_input_stats(steps, acts)
+    trainer = RewardTrainer(ensemble, lr=cfg.reward_lr, batch_size=cfg.reward_batch_size,
+                            epochs=cfg.reward_epochs, min_steps=floor, seed=cfg.seed)
+    points = sorted({min(len(mu), labels_due(t, cfg.labels, cfg.timesteps, cfg.initial_label_fraction,
+                                             cfg.label_horizon))
+                     for t in range(0, cfg.timesteps + 1, cfg.refit_every)} | {len(mu)})
+    cpu, right, decided, fitted, metrics = 0.0, 0, 0, 0, None
+    for n in points:
+        if n <= fitted:
+            continue
+        if fitted:  # accuracy on the answers about to arrive, before fitting them
+            new = slice(fitted, n)
+            diff = (ensemble.clip_returns(obs_l[new], acts_l[new], len_l[new]).mean(0)
+                    - ensemble.clip_returns(obs_r[new], acts_r[new], len_r[new]).mean(0))
+            keep = mu[new] != 0.5
+            right += int(((diff > 0) == (mu[new] > 0.5))[keep].sum())
+            decided += int(keep.sum())
+        start = time.process_time()
+        metrics = trainer.fit(obs_l[:n], acts_l[:n], obs_r[:n], acts_r[:n], mu[:n],
+                              epochs=cfg.reward_epochs * FIRST_FIT_EPOCHS if not fitted else None,
+                              lengths_left=len_l[:n], lengths_right=len_r[:n])
+        cpu += time.process_time() - start
+        fitted = n
+    return {"run": str(run_dir), "env": cfg.env, "seed": cfg.seed, "answers": len(mu), "floor": floor,
+            "refits": len(points), "cpu_seconds": round(cpu, 1),
+            "next_answer_accuracy": round(right / decided, 4) if decided else None,
+            "final_val_accuracy": round(metrics.val_accuracy, 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="finished preference run folders (prefs.sqlite, run.json)")
+    parser.add_argument("--floors", nargs="+", type=int, default=[100, FeedbackConfig.reward_min_steps])
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = [replay(run, floor) for run in args.runs for floor in args.floors]
+    args.out.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/refit_floor.py " + " ".join(sys.argv[1:])
+    (args.out / "results.json").write_text(json.dumps({"command": command, "machine": machine(), "rows": rows}, indent=2))
+    lines = [f"# Reward refit step floor, replayed on {len(args.runs)} finished runs", "",
+             f"- command: `{command}`", f"- written: {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
+             f"- machine: {machine()}", "",
+             "| run | env | seed | answers | refits | floor | refit CPU s | next-answer accuracy | final val accuracy |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| `{r['run']}` | {r['env']} | {r['seed']} | {r['answers']} | {r['refits']} | {r['floor']} | "
+                     f"{r['cpu_seconds']} | {r['next_answer_accuracy']} | {r['final_val_accuracy']} |")
+    (args.out / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
