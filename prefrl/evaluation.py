@@ -1,6 +1,9 @@
 """Deterministic evaluation on the environment's own reward."""
 from __future__ import annotations
 
+from typing import Callable
+
+import gymnasium as gym
 import numpy as np
 
 from prefrl.environment import make_env
@@ -12,19 +15,35 @@ def evaluate(policy, env_id: str, episodes: int, seed: int = 0) -> dict:
     Returns ``{"true_return_mean", "true_return_std", "eval_episodes", "episode_lengths"}``.
     """
     env = make_env(env_id, record_states=False)
-    returns, lengths = [], []
     try:
-        for i in range(episodes):
-            obs, _ = env.reset(seed=seed + 10_000 + i)
-            total, steps, done = 0.0, 0, False
-            while not done:
-                action, _ = policy.predict(obs, deterministic=True)
-                obs, reward, terminated, truncated, _ = env.step(action)
-                total, steps, done = total + float(reward), steps + 1, terminated or truncated
-            returns.append(total)
-            lengths.append(steps)
+        played = play_episodes(policy, env, episodes, seed=seed + 10_000)
     finally:
         env.close()
+    returns = [e["true_return"] for e in played]
     return {"true_return_mean": float(np.mean(returns)) if returns else float("nan"),
             "true_return_std": float(np.std(returns)) if returns else float("nan"),
-            "eval_episodes": episodes, "episode_lengths": lengths}
+            "eval_episodes": episodes, "episode_lengths": [e["length"] for e in played]}
+
+
+def play_episodes(policy, env: gym.Env, episodes: int, seed: int,
+                  score: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> list[dict]:
+    """Deterministic episodes ``i`` from ``env.reset(seed=seed + i)``: ``{"true_return", "length"}`` each,
+    plus ``"learned_return"`` summed by ``score(obs [1, obs_dim], act [1, act_dim]) -> [1]`` when given
+    (e.g. a reward ensemble's ``predict``: what a preference agent was trained on)."""
+    from prefrl.vec_env import encode_actions
+
+    played = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        episode, done = {"true_return": 0.0, "length": 0, **({"learned_return": 0.0} if score else {})}, False
+        while not done:
+            action, _ = policy.predict(obs, deterministic=True)
+            if score is not None:
+                flat = np.asarray(obs, dtype=np.float32).reshape(1, -1)
+                episode["learned_return"] += float(score(flat, encode_actions(env.action_space, action[None]))[0])
+            obs, reward, terminated, truncated, _ = env.step(action)
+            episode["true_return"] += float(reward)
+            episode["length"] += 1
+            done = terminated or truncated
+        played.append(episode)
+    return played
