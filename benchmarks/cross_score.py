@@ -27,7 +27,7 @@ import torch
 from stable_baselines3 import PPO
 
 from prefrl import rundir
-from prefrl.config import TrainConfig, build
+from prefrl.config import build
 from prefrl.environment import make_env
 from prefrl.evaluation import play_episodes
 from prefrl.loop import make_ensemble
@@ -35,8 +35,7 @@ from prefrl.loop import make_ensemble
 
 def learned_reward(pref_dir: Path, env):
     """The final reward model of a preference run, as ``(obs, act) -> reward``."""
-    known = {f.name for f in TrainConfig.__dataclass_fields__.values()}
-    cfg = build({k: v for k, v in rundir.read_run(pref_dir)["config"].items() if k in known})
+    cfg = build(rundir.read_run(pref_dir)["config"])  # the run's own settings
     ensemble = make_ensemble(cfg, env)
     ensemble.load_state_dict(torch.load(pref_dir / "checkpoint" / "reward.pt", weights_only=False)["ensemble"])
     return ensemble.predict

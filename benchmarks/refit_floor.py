@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine_info import machine  # noqa: E402
 
 from prefrl import rundir  # noqa: E402
-from prefrl.config import FeedbackConfig, TrainConfig, build  # noqa: E402
+from prefrl.config import FeedbackConfig, build  # noqa: E402
 from prefrl.feedback import stack  # noqa: E402
 from prefrl.loop import FIRST_FIT_EPOCHS  # noqa: E402
 from prefrl.reward import RewardEnsemble  # noqa: E402
@@ -42,8 +42,7 @@ from prefrl.trainer import RewardTrainer  # noqa: E402
 
 def replay(run_dir: Path, floor: int) -> dict:
     """Refit a fresh ensemble on ``run_dir``'s answers as they arrived, with step floor ``floor``."""
-    known = {f.name for f in TrainConfig.__dataclass_fields__.values()}
-    cfg = build({k: v for k, v in rundir.read_run(run_dir)["config"].items() if k in known})
+    cfg = build(rundir.read_run(run_dir)["config"])  # the run's own settings
     torch.manual_seed(cfg.seed)
     with PreferenceStore(run_dir / "prefs.sqlite") as store:
         lefts, rights, mu = store.preferences()
