@@ -92,6 +92,10 @@ def resolve(args: argparse.Namespace, out: Path) -> dict:
     settings["parallel"] = args.parallel if not args.report_only else saved.get("parallel", args.parallel)
     settings["command"] = saved.get("command") if args.report_only and saved else command_line()
     settings["started"] = saved.get("started") if args.report_only and saved else now()
+    if not args.report_only:
+        settings["machine"] = machine()  # at the start: the commit the runs are made with
+    elif saved.get("machine"):
+        settings["machine"] = saved["machine"]
     return settings
 
 
@@ -394,7 +398,8 @@ def plot(settings: dict, out: Path) -> Path | None:
 def report(settings: dict, out: Path, rebuilt: bool = False) -> None:
     envs = collect(settings, out)
     # A rebuilt report keeps the machine and commit the runs were measured on.
-    info = ((read_json(out / "results.json") or {}).get("machine") if rebuilt else None) or machine()
+    info = (settings.get("machine") or ((read_json(out / "results.json") or {}).get("machine") if rebuilt else None)
+            or machine())
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(jsonable(
         {"command": settings["command"], "started": settings["started"], "report_written": now(),
