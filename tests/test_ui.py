@@ -153,10 +153,11 @@ def test_hopper_clips_replay_and_next_pair_is_prefetched(tmp_path, session_of):
     assert session.current.fps == pytest.approx(125.0)  # Hopper: dt = 0.008 s
     for k in (pygame.K_LEFT, pygame.K_RIGHT):
         drive(session, lambda: len(session._ready) > 0)  # rendered ahead while this one plays
+        ahead = session._ready[0]
         answer(session, k)
+        assert session.current is ahead  # the key press showed frames rendered earlier: no render in between
     on_screen(session)
-    assert len(session.switch_latencies) == 2
-    assert max(session.switch_latencies) <= 0.2, session.switch_latencies
+    assert len(session.switch_latencies) == 2  # each switch is timed, from the key press to the first frame
 
 
 def test_two_sessions_answer_different_queries(tmp_path):
