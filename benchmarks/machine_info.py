@@ -42,3 +42,24 @@ def machine() -> dict:
             "python": platform.python_version(), "torch": version("torch"),
             "stable-baselines3": version("stable-baselines3"), "mujoco": version("mujoco"),
             "gymnasium": version("gymnasium"), "prefrl": version("prefrl"), "git": commit}
+
+
+def write_results(out: Path, title: str, rows: list[dict], columns: dict[str, str], notes: tuple[str, ...] = ()) -> str:
+    """Write ``out/results.json`` (command, machine, rows) and ``out/results.md`` (a header, then
+    a table of ``rows`` with ``columns``: heading → row key); returns the markdown."""
+    import json
+    import sys
+    from datetime import datetime, timezone
+
+    command = " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    info = machine()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"command": command, "machine": info, "rows": rows}, indent=2))
+    lines = [f"# {title}", "", f"- command: `{command}`",
+             f"- written: {datetime.now(timezone.utc).isoformat(timespec='seconds')}", f"- machine: {info}",
+             *[f"- {note}" for note in notes], "",
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row[key]) for key in columns.values()) + " |" for row in rows]
+    text = "\n".join(lines) + "\n"
+    (out / "results.md").write_text(text)
+    return text

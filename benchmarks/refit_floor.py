@@ -18,17 +18,15 @@ Floors run one after another in one process, so they meet the same load.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine_info import machine  # noqa: E402
+from machine_info import write_results  # noqa: E402
 
 from prefrl import rundir  # noqa: E402
 from prefrl.config import FeedbackConfig, build  # noqa: E402
@@ -89,20 +87,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = [replay(run, floor) for run in args.runs for floor in args.floors]
-    args.out.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/refit_floor.py " + " ".join(sys.argv[1:])
-    (args.out / "results.json").write_text(json.dumps({"command": command, "machine": machine(), "rows": rows}, indent=2))
-    lines = [f"# Reward refit step floor, replayed on {len(args.runs)} finished runs", "",
-             f"- command: `{command}`", f"- written: {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
-             f"- machine: {machine()}", "",
-             "| run | env | seed | answers | refits | floor | refit CPU s | next-answer accuracy | final val accuracy |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| `{r['run']}` | {r['env']} | {r['seed']} | {r['answers']} | {r['refits']} | {r['floor']} | "
-                     f"{r['cpu_seconds']} | {r['next_answer_accuracy']} | {r['final_val_accuracy']} |")
-    (args.out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
+    print(write_results(args.out, f"Reward refit step floor, replayed on {len(args.runs)} finished runs", rows, {
+        "run": "run", "env": "env", "seed": "seed", "answers": "answers", "refits": "refits", "floor": "floor",
+        "refit CPU s": "cpu_seconds", "next-answer accuracy": "next_answer_accuracy",
+        "final val accuracy": "final_val_accuracy"}))
 
 if __name__ == "__main__":
     main()

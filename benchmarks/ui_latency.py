@@ -14,12 +14,10 @@ that pair is rendered.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +26,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("MUJOCO_GL", "egl")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine_info import machine  # noqa: E402
+from machine_info import write_results  # noqa: E402
 
 from prefrl.clips import Clip  # noqa: E402
 from prefrl.environment import make_env  # noqa: E402
@@ -101,23 +99,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     rows = [measure(steps, args.pairs, think, args.seed) for think in args.think for steps in args.clip_steps]
-    command = "python benchmarks/ui_latency.py " + " ".join(sys.argv[1:])
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps({"command": command, "machine": machine(), "rows": rows}, indent=2))
-    lines = ["# Labeling window: switch latency with a fast labeler", "",
-             f"- command: `{command}`", f"- written: {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
-             f"- machine: {machine()}",
-             f"- {ENV} clips rendered from states in the window's prefetch thread (SDL dummy driver, MUJOCO_GL="
-             f"{os.environ['MUJOCO_GL']}); the labeler answers a fixed time (think) after each pair's first frame", "",
-             "| think s | clip steps | frames per pair | switches | median switch s | max switch s "
-             f"| over {SWITCH_GOAL_S} s | seconds |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['think_s']} | {r['clip_steps']} | {r['frames_per_pair']} | {r['switches']} | {r['median_switch_s']} "
-                     f"| {r['max_switch_s']} | {r['switches_over_goal']} | {r['seconds']} |")
-    (args.out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
+    notes = (f"{ENV} clips rendered from states in the window's prefetch thread (SDL dummy driver, "
+             f"MUJOCO_GL={os.environ['MUJOCO_GL']}, 320×240 per clip); the labeler answers a fixed time (think) "
+             "after each pair's first frame",)
+    print(write_results(args.out, "Labeling window: switch latency with a fast labeler", rows, {
+        "think s": "think_s", "clip steps": "clip_steps", "frames per pair": "frames_per_pair",
+        "switches": "switches", "median switch s": "median_switch_s", "max switch s": "max_switch_s",
+        f"over {SWITCH_GOAL_S} s": "switches_over_goal", "seconds": "seconds"}, notes))
 
 if __name__ == "__main__":
     main()
