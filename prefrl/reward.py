@@ -144,8 +144,8 @@ class RewardEnsemble(nn.Module):
         layers[0] = (w / in_std[:, None], b - (in_mean / in_std) @ w)
         scale = 1.0 / (self.out_std.double().numpy() * len(self))  # [M]
         w, b = layers[-1]
-        layers[-1] = (w @ scale, float((b - end_rewards(self).double().numpy()) @ scale))
-        return [(w.astype(np.float32), np.float32(b) if np.isscalar(b) else b.astype(np.float32)) for w, b in layers]
+        layers[-1] = (w @ scale, (b - end_rewards(self).double().numpy()) @ scale)
+        return [(w.astype(np.float32), np.asarray(b, np.float32)) for w, b in layers]
 
     def invalidate(self) -> None:
         """Call after changing weights in place (the trainer does), so `predict` re-exports them."""
