@@ -309,6 +309,10 @@ def collect(settings: dict, out: Path) -> dict:
             # CPU time is the cost whatever the load; summaries before it was recorded lack it.
             entry["cpu_overhead"] = (p["cpu_seconds"] / t["cpu_seconds"] - 1
                                      if p and t and p.get("cpu_seconds") and t.get("cpu_seconds") else math.nan)
+            # The loop's own CPU, timed inside the preference run: free of how the two agents behave.
+            parts = (p or {}).get("loop_cpu_seconds")
+            entry["loop_cpu_share"] = (sum(parts.values()) / t["cpu_seconds"]
+                                       if parts and t and t.get("cpu_seconds") else math.nan)
             # measured side by side: each run of the pair ran in one session, alongside the other
             entry["side_by_side"] = (entry["pref"]["sessions"] == 1 and entry["true"]["sessions"] == 1
                                      and run_dir(out, env, seed, "true").name in entry["pref"]["concurrent_with"])
@@ -425,7 +429,10 @@ def report(settings: dict, out: Path, rebuilt: bool = False) -> None:
         "- returns are each run's final deterministic evaluation on the true reward (`true_return_mean` of "
         "summary.json); a seed's row shows ± the std over its evaluation episodes, the mean row ± the sample std "
         "over seeds; overhead = pref wall_seconds / true wall_seconds − 1 (training + final evaluation); "
-        "CPU overhead the same with cpu_seconds. When the true-reward run of a pair finishes first, the "
+        "CPU overhead the same with cpu_seconds; loop CPU = the CPU time the preference run spent in the loop's own "
+        "parts (initial-policy experience, queries and answers, reward fits, the reward and recording on every "
+        "step; `loop_cpu_seconds` of summary.json) / the true-reward run's cpu_seconds, which leaves out how "
+        "differently the two agents behave (e.g. how often episodes end). When the true-reward run of a pair finishes first, the "
         "preference run gets the freed CPU, so the wall-time overhead reads low under load; CPU time does not.", "",
         "## Summary", "",
         "| env | seeds | true-reward PPO return | preference return | ratio pref/true | ≥ 0.9 | overhead | ≤ 15% |",
@@ -441,8 +448,8 @@ def report(settings: dict, out: Path, rebuilt: bool = False) -> None:
     for env, e in envs.items():
         lines += ["", f"## {env}", "",
                   "| seed | true-reward PPO return | preference return | ratio pref/true | labels | "
-                  "wall true (s) | wall pref (s) | overhead | CPU overhead |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "wall true (s) | wall pref (s) | overhead | CPU overhead | loop CPU |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for s in e["seeds"]:
             p, t = s["pref"]["summary"], s["true"]["summary"]
 
@@ -457,7 +464,8 @@ def report(settings: dict, out: Path, rebuilt: bool = False) -> None:
             lines.append(f"| {s['seed']} | {ret(t)} | {ret(p)} | {fmt(s['ratio'], 3)} "
                          f"| {p.get('labels', '–') if p else '–'} "
                          f"| {fmt(t['wall_seconds'], 0) if t else '–'} | {fmt(p['wall_seconds'], 0) if p else '–'} "
-                         f"| {pct(s['overhead'])}{flag} | {pct(s.get('cpu_overhead', math.nan))} |")
+                         f"| {pct(s['overhead'])}{flag} | {pct(s.get('cpu_overhead', math.nan))} "
+                         f"| {pct(s.get('loop_cpu_share', math.nan))} |")
         done = [s for s in e["seeds"] if s["pref"]["summary"] and s["true"]["summary"]]
         walls = {m: mean_std([s[m]["summary"]["wall_seconds"] for s in done])[0] for m in MODES}
         labels = sorted({x for x in e["labels"] if x is not None})
@@ -465,7 +473,12 @@ def report(settings: dict, out: Path, rebuilt: bool = False) -> None:
                      f"| **{fmt(e['pref_return_mean'])} ± {fmt(e['pref_return_std'])}** "
                      f"| **{fmt(e['return_ratio'], 3)}** (ratio of means) "
                      f"| {', '.join(map(str, labels)) or '–'} | {fmt(walls['true'], 0)} | {fmt(walls['pref'], 0)} "
-                     f"| **{pct(e['overhead_mean'])}** (mean of seeds) | **{pct(e['cpu_overhead_mean'])}** |")
+                     f"| **{pct(e['overhead_mean'])}** (mean of seeds) | **{pct(e['cpu_overhead_mean'])}** "
+                     f"| **{pct(mean_std([s.get('loop_cpu_share', math.nan) for s in done])[0])}** |")
+        parts = [s["pref"]["summary"].get("loop_cpu_seconds") for s in done]
+        if parts and all(parts):
+            lines += ["", "Loop CPU by part, mean over seeds (s): " + ", ".join(
+                f"{k.replace('_', ' ')} {fmt(mean_std([x[k] for x in parts])[0], 1)}" for k in parts[0]) + "."]
         lines += ["", "| target | value | goal | met |", "|---|---|---|---|",
                   f"| return ratio pref/true | {fmt(e['return_ratio'], 3)} | ≥ {TARGET_RATIO} | {mark(e['ratio_ok'])} |",
                   f"| wall-time overhead | {pct(e['overhead_mean'])} | ≤ {TARGET_OVERHEAD:.0%} "

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -27,6 +28,7 @@ from prefrl.selectors import SELECTORS
 from prefrl.trainer import RewardTrainer
 from prefrl.vec_env import LearnedRewardVecEnv, action_dim
 
+LOOP_PARTS = ("initial_experience", "queries", "reward_fits", "reward_steps")
 FIRST_FIT_EPOCHS = 5  # the first fit sees only initial-policy labels; fit them longer (A.2 does so on Atari)
 
 
@@ -99,19 +101,17 @@ class Run:
         self.trainer = RewardTrainer(self.ensemble, lr=cfg.reward_lr, batch_size=cfg.reward_batch_size,
                                      epochs=cfg.reward_epochs, min_steps=cfg.reward_min_steps, seed=cfg.seed)
         self.venv = self._make_venv()
-        ppo_args = dict(n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
-                        learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
-                        clip_range=cfg.clip_range, ent_coef=cfg.ent_coef, seed=cfg.seed, device="cpu",
-                        policy_kwargs={} if self.image else {"net_arch": [cfg.net_arch, cfg.net_arch]}, verbose=0)
         self.timesteps, self.fits, self.wall_before, self.cpu_before = 0, 0, 0.0, 0.0
+        self.loop_cpu = dict.fromkeys(LOOP_PARTS, 0.0)  # CPU seconds of what plain PPO does not do
         checkpoint = rundir.latest_checkpoint(self.dir) if saved else None
         if checkpoint is None:
-            self.agent = PPO("CnnPolicy" if self.image else "MlpPolicy", self.venv, **ppo_args)
+            self.agent = make_agent(cfg, self.venv, self.image)
         else:
             self.agent = PPO.load(checkpoint / "policy.zip", env=self.venv, device="cpu")
             state = json.loads((checkpoint / "state.json").read_text())
             self.timesteps, self.fits, self.wall_before = state["timesteps"], state["fits"], state["wall_seconds"]
             self.cpu_before = state.get("cpu_seconds", 0.0)
+            self.loop_cpu.update(state.get("loop_cpu_seconds", {}))
             self.rng.bit_generator.state = state["rng"]
             if not cfg.true_reward:
                 saved_model = torch.load(checkpoint / "reward.pt", weights_only=False)
@@ -151,14 +151,29 @@ class Run:
         return labels_due(t, cfg.labels, cfg.timesteps, cfg.initial_label_fraction, cfg.label_horizon,
                           initial=cfg.initial_labels or None)
 
+    @contextmanager
+    def tally(self, part: str):
+        """Add the CPU time of the block to ``loop_cpu[part]``, less the reward steps inside it."""
+        start, inner = time.process_time(), self.reward_step_cpu()
+        yield
+        self.loop_cpu[part] += time.process_time() - start - (self.reward_step_cpu() - inner)
+
+    def reward_step_cpu(self) -> float:
+        return getattr(self.venv, "cpu_seconds", 0.0)
+
+    def loop_cpu_seconds(self) -> dict:
+        """CPU seconds by part of the preference loop, all sessions (what true-reward PPO does not spend)."""
+        return {**self.loop_cpu, "reward_steps": self.loop_cpu["reward_steps"] + self.reward_step_cpu()}
+
     def collect_initial_experience(self) -> None:
         """Step the initial (untrained, stochastic) policy to have clips for the first labels."""
         wanted = self.labels_due(0)
         steps = int(np.clip(2 * wanted * self.clip_steps, 2_000, 20_000))
-        obs = self.venv.reset()
-        for _ in range(-(-steps // self.cfg.n_envs)):
-            action, _ = self.agent.predict(obs, deterministic=False)
-            obs, *_ = self.venv.step(action)
+        with self.tally("initial_experience"):
+            obs = self.venv.reset()
+            for _ in range(-(-steps // self.cfg.n_envs)):
+                action, _ = self.agent.predict(obs, deterministic=False)
+                obs, *_ = self.venv.step(action)
 
     def ask_and_answer(self, due: int) -> None:
         """Queries up to the schedule's count, cut from recent experience; an oracle answers them."""
@@ -168,7 +183,8 @@ class Run:
             clips = self.buffer.sample_clips(2 * n * self.cfg.oversample, self.rng)
             return clips[0::2], clips[1::2]
 
-        self.feedback.ask_and_answer(due, candidates)
+        with self.tally("queries"):
+            self.feedback.ask_and_answer(due, candidates)
 
     def fit_reward(self) -> None:
         """Refit the ensemble on every answer in the store (nothing to do if none are new)."""
@@ -177,11 +193,12 @@ class Run:
                 self.ensemble.set_input_stats(*self.buffer.sample_steps(10_000, self.rng))
 
         epochs = self.cfg.reward_epochs * FIRST_FIT_EPOCHS if self.fits == 0 else None
-        metrics = self.feedback.fit(epochs=epochs, before=first_fit)
+        with self.tally("reward_fits"):
+            metrics = self.feedback.fit(epochs=epochs, before=first_fit)
+            if metrics is not None and len(self.buffer):
+                self.ensemble.normalize(*self.buffer.sample_steps(10_000, self.rng))
         if metrics is None:
             return
-        if len(self.buffer):
-            self.ensemble.normalize(*self.buffer.sample_steps(10_000, self.rng))
         self.fits += 1
         for key, value in asdict(metrics).items():
             self.agent.logger.record(f"reward/{key}", value)
@@ -198,7 +215,7 @@ class Run:
                            folder / "reward.pt")
             (folder / "state.json").write_text(json.dumps({
                 "timesteps": self.timesteps, "fits": self.fits, "wall_seconds": self.wall_seconds(),
-                "cpu_seconds": self.cpu_seconds(),
+                "cpu_seconds": self.cpu_seconds(), "loop_cpu_seconds": self.loop_cpu_seconds(),
                 "rng": self.rng.bit_generator.state}))
 
         rundir.save_checkpoint(self.dir, write)
@@ -226,11 +243,22 @@ class Run:
                    "timesteps": self.timesteps, "labels": self.store.num_answers(),
                    "labels_trained": len(self.store.preferences()[2]), **results,
                    "wall_seconds": self.wall_seconds(), "cpu_seconds": self.cpu_seconds(),
+                   **({} if self.cfg.true_reward else {"loop_cpu_seconds": self.loop_cpu_seconds()}),
                    "oracle": None if self.cfg.true_reward else self.cfg.oracle,
                    "selector": self.cfg.selector, "seed": self.cfg.seed}
         rundir.finish(self.dir, self.store, self.window, summary, self.cfg.labels)
         self.venv.close()
         return summary
+
+
+def make_agent(cfg: TrainConfig, venv, image: bool):
+    """A fresh SB3 PPO with the run's settings: the same for preferences and the true reward."""
+    from stable_baselines3 import PPO
+
+    return PPO("CnnPolicy" if image else "MlpPolicy", venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
+               n_epochs=cfg.n_epochs, learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
+               clip_range=cfg.clip_range, ent_coef=cfg.ent_coef, seed=cfg.seed, device="cpu",
+               policy_kwargs={} if image else {"net_arch": [cfg.net_arch, cfg.net_arch]}, verbose=0)
 
 
 def make_ensemble(cfg: TrainConfig, env):

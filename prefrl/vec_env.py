@@ -1,6 +1,7 @@
 """The one place where the learned reward reaches the agent: a small SB3 VecEnvWrapper."""
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import gymnasium as gym
@@ -34,6 +35,8 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         reward_fn: ``(obs [n, obs_dim], acts [n, act_dim]) -> rewards [n]``; image observations
             are passed as they are (uint8 ``[n, *obs_shape]``), others flattened to float32.
         buffer: receives every step (obs before the action, action, true reward, sim state).
+
+    ``cpu_seconds`` adds up the CPU time spent here beyond the wrapped envs' own steps.
     """
 
     def __init__(self, venv: VecEnv, reward_fn: Callable[[np.ndarray, np.ndarray], np.ndarray],
@@ -42,6 +45,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         self.reward_fn, self.buffer = reward_fn, buffer
         self._flatten = not is_image_space(venv.observation_space)  # frames stay uint8 images
         self._obs = self._actions = None
+        self.cpu_seconds = 0.0
 
     def reset(self):
         self.buffer.end_episodes()
@@ -54,6 +58,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
 
     def step_wait(self):
         obs, true_rewards, dones, infos = self.venv.step_wait()
+        start = time.process_time()
         flat_obs = self._obs.reshape(self.num_envs, -1).astype(np.float32, copy=False) if self._flatten else self._obs
         acts = encode_actions(self.action_space, self._actions)
         states = [info.get("sim_state") for info in infos]
@@ -64,4 +69,6 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         for info, r in zip(infos, true_rewards):
             info["true_reward"] = float(r)
         self._obs = obs
-        return obs, self.reward_fn(flat_obs, acts).astype(np.float32), dones, infos
+        rewards = self.reward_fn(flat_obs, acts).astype(np.float32)
+        self.cpu_seconds += time.process_time() - start
+        return obs, rewards, dones, infos

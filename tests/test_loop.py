@@ -139,7 +139,10 @@ def test_kill_9_then_resume_loses_no_label_and_keeps_the_budget(tmp_path):
     proc.wait()
     # Time counts across sessions: mark the killed session's so the resumed total must carry it.
     state = run_dir / "checkpoint" / "state.json"
-    state.write_text(json.dumps({**json.loads(state.read_text()), "wall_seconds": 1e6, "cpu_seconds": 1e6}))
+    saved = json.loads(state.read_text())
+    assert set(saved["loop_cpu_seconds"]) == {"initial_experience", "queries", "reward_fits", "reward_steps"}
+    state.write_text(json.dumps({**saved, "wall_seconds": 1e6, "cpu_seconds": 1e6,
+                                 "loop_cpu_seconds": dict.fromkeys(saved["loop_cpu_seconds"], 1e5)}))
     before = _answers(run_dir / "prefs.sqlite")
     assert 15 <= len(before) < 60
     assert not (run_dir / "summary.json").exists()
@@ -152,6 +155,9 @@ def test_kill_9_then_resume_loses_no_label_and_keeps_the_budget(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["labels"] == 60 and summary["timesteps"] >= 16384
     assert 1e6 < summary["cpu_seconds"] < 1e6 + 300 and 1e6 < summary["wall_seconds"] < 1e6 + 300
+    loop = summary["loop_cpu_seconds"]  # the loop's parts also count across sessions, within the total
+    assert loop["initial_experience"] == 1e5 and all(loop[k] > 1e5 for k in ("queries", "reward_fits", "reward_steps"))
+    assert sum(loop.values()) < summary["cpu_seconds"]
 
 
 def test_recorded_frames_are_bounded_by_bytes():
