@@ -21,6 +21,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -38,8 +39,10 @@ from prefrl.store import PreferenceStore  # noqa: E402
 from prefrl.trainer import RewardTrainer  # noqa: E402
 
 
-def replay(run_dir: Path, floor: int) -> dict:
-    """Refit a fresh ensemble on ``run_dir``'s answers as they arrived, with step floor ``floor``."""
+def replay(run_dir: Path, floor: int, on_fit: Callable[[int, RewardEnsemble], None] | None = None) -> dict:
+    """Refit a fresh ensemble on ``run_dir``'s answers as they arrived, with step floor ``floor``.
+
+    ``on_fit(n, ensemble)`` is called after each refit, fitted on the first ``n`` answers."""
     cfg = build(rundir.read_run(run_dir)["config"])  # the run's own settings
     torch.manual_seed(cfg.seed)
     with PreferenceStore(run_dir / "prefs.sqlite") as store:
@@ -73,6 +76,8 @@ def replay(run_dir: Path, floor: int) -> dict:
                               lengths_left=len_l[:n], lengths_right=len_r[:n])
         cpu += time.process_time() - start
         fitted = n
+        if on_fit is not None:
+            on_fit(n, ensemble)
     return {"run": str(run_dir), "env": cfg.env, "seed": cfg.seed, "answers": len(mu), "floor": floor,
             "refits": len(points), "cpu_seconds": round(cpu, 1),
             "next_answer_accuracy": round(right / decided, 4) if decided else None,
