@@ -430,8 +430,8 @@ def report(settings: dict, out: Path, rebuilt: bool = False) -> None:
         "summary.json); a seed's row shows ± the std over its evaluation episodes, the mean row ± the sample std "
         "over seeds; overhead = pref wall_seconds / true wall_seconds − 1 (training + final evaluation); "
         "CPU overhead the same with cpu_seconds; loop CPU = the CPU time the preference run spent in the loop's own "
-        "parts (initial-policy experience, queries and answers, reward fits, the reward and recording on every "
-        "step; `loop_cpu_seconds` of summary.json) / the true-reward run's cpu_seconds, which leaves out how "
+        "parts (initial-policy experience, queries and answers, reward fits, the learned reward and the buffer "
+        "on every step; `loop_cpu_seconds` of summary.json) / the true-reward run's cpu_seconds, which leaves out how "
         "differently the two agents behave (e.g. how often episodes end). When the true-reward run of a pair finishes first, the "
         "preference run gets the freed CPU, so the wall-time overhead reads low under load; CPU time does not.", "",
         "## Summary", "",

@@ -36,7 +36,8 @@ class LearnedRewardVecEnv(VecEnvWrapper):
             are passed as they are (uint8 ``[n, *obs_shape]``), others flattened to float32.
         buffer: receives every step (obs before the action, action, true reward, sim state).
 
-    ``cpu_seconds`` adds up the CPU time spent here beyond the wrapped envs' own steps.
+    ``cpu_seconds`` adds up the CPU time spent here (the learned reward, the buffer) beyond
+    the wrapped envs' own steps.
     """
 
     def __init__(self, venv: VecEnv, reward_fn: Callable[[np.ndarray, np.ndarray], np.ndarray],
