@@ -79,7 +79,7 @@ class TrainConfig(FeedbackConfig):
     clip_steps: int = _f(0, "steps per clip; 0 = about 1.5 s of simulated time, 15 to 60 steps")
     initial_labels: int = _f(0, "labels asked from the initial policy, overriding the share if > 0 (A.2 Atari: 500)")
     reward_model: str = _f("auto", "reward model: mlp, cnn (pixels), or auto (cnn for image observations)")
-    label_horizon: float = _f(0.0, "label rate ∝ h/(T+h) after the initial share; 0 = a fifth of --timesteps (A.1 had a fixed 2e6)")
+    label_horizon: float = _f(2e6, "label rate ∝ h/(T+h) after the initial share (A.1: 2e6 MuJoCo)")
     refit_every: int = _f(32_768, "agent steps between label requests and reward refits")
     reward_hidden: int = _f(64, "hidden units per layer of each member (A.1: 64)")
     buffer_steps: int = _f(100_000, "recent agent steps kept to cut candidate clips from")
@@ -103,17 +103,12 @@ class TrainConfig(FeedbackConfig):
     def validate(self) -> TrainConfig:
         if not self.env:
             raise UserError("no environment given: pass --env ID (e.g. --env HalfCheetah-v5)")
-        if self.label_horizon == 0:  # front-load labels alike whatever the budget (see prefrl.schedule)
-            self.label_horizon = self.timesteps / HORIZON_PER_TIMESTEPS
         super().validate()
         if not self.true_reward and self.labels <= 0:
             raise UserError(f"--labels must be a positive number (got {self.labels}); use --true-reward to train without labels")
         if self.reward_model not in ("auto", "mlp", "cnn"):
             raise UserError(f"unknown --reward-model '{self.reward_model}': use auto, mlp or cnn")
         return self
-
-
-HORIZON_PER_TIMESTEPS = 5  # default h = timesteps / 5 (prefrl.schedule)
 
 
 def fields(cls: type = TrainConfig) -> list[dataclasses.Field]:

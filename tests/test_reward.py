@@ -106,18 +106,6 @@ def test_label_schedule_front_loads_and_never_exceeds_budget():
     assert labels_due(10 * steps, total, steps) == total
 
 
-def test_label_horizon_defaults_to_a_fifth_of_the_run():
-    from prefrl.config import TrainConfig
-
-    cfg = TrainConfig(env="Hopper-v5", run_dir="run", timesteps=1_000_000).validate()
-    assert cfg.label_horizon == 200_000
-    assert TrainConfig(env="Hopper-v5", run_dir="run", timesteps=5_000_000).validate().label_horizon == 1_000_000
-    assert TrainConfig(env="Hopper-v5", run_dir="run", label_horizon=2e6).validate().label_horizon == 2e6
-    # By a fifth of the run it has asked for more labels than A.1's fixed 2e6 would have.
-    early = [labels_due(200_000, 700, 1_000_000, horizon=h) for h in (cfg.label_horizon, 2e6)]
-    assert early[0] - 175 > 1.5 * (early[1] - 175)
-
-
 def ending_pairs(n, rng, alive_worth):
     """Pairs of clips that end after a random number of steps, labeled by a teacher for whom
     every real step is worth ``alive_worth`` and nothing comes after the end (Hopper-v5's
