@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -69,21 +70,25 @@ def main(argv: list[str] | None = None) -> int:
              f"- command: `{command}`", f"- written: {now()}",
              "- pooled from the folders below; each folder's results.md has its command, machine, load "
              "and learning curves. Figures are computed as there: ratio = mean preference return / mean "
-             "true-reward return over seeds; overhead = mean over seeds of pref wall / true wall − 1.",
+             "true-reward return over seeds; overhead = mean over seeds of pref wall / true wall − 1; CPU "
+             "overhead the same with CPU time; loop CPU = the preference run's CPU in the loop's own parts / "
+             "the true-reward run's CPU (– where the run did not record it).",
              f"- targets: return ratio ≥ {TARGET_RATIO}, overhead ≤ {TARGET_OVERHEAD:.0%}", "",
              "## Summary", "",
              "| env | seeds | true-reward PPO return | preference return | ratio pref/true | ≥ 0.9 "
-             "| seeds ≥ 0.9 | overhead | ≤ 15% |", "|---|---|---|---|---|---|---|---|---|"]
+             "| seeds ≥ 0.9 | overhead | ≤ 15% | CPU overhead | loop CPU |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for env, f in figures.items():
         lines.append(f"| {env} | {len(f['seeds'])} | {fmt(f['true_return_mean'])} ± {fmt(f['true_return_std'])} "
                      f"| {fmt(f['pref_return_mean'])} ± {fmt(f['pref_return_std'])} | {fmt(f['return_ratio'], 3)} "
                      f"| {mark(f['ratio_ok'])} | {f['seeds_at_target']}/{len(f['seeds'])} "
-                     f"| {pct(f['overhead_mean'])} ± {f['overhead_std'] * 100:.1f} | {mark(f['overhead_ok'])} |")
+                     f"| {pct(f['overhead_mean'])} ± {f['overhead_std'] * 100:.1f} | {mark(f['overhead_ok'])} "
+                     f"| {pct(f['cpu_overhead_mean'])} | {pct(f['loop_cpu_share_mean'])} |")
     for env, f in figures.items():
         lines += ["", f"## {env}", "", "| seed | true-reward PPO return | preference return | ratio | labels "
-                  "| overhead | folder (commit) |", "|---|---|---|---|---|---|---|"]
+                  "| overhead | CPU overhead | loop CPU | folder (commit) |", "|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['seed']} | {fmt(r['true'])} | {fmt(r['pref'])} | {fmt(r['ratio'], 3)} | {r['labels']} "
-                  f"| {pct(r['overhead'])} | `{r['folder']}` ({r['git']}) |" for r in f["rows"]]
+                  f"| {pct(r['overhead'])} | {pct(r.get('cpu_overhead', math.nan))} "
+                  f"| {pct(r.get('loop_cpu_share', math.nan))} | `{r['folder']}` ({r['git']}) |" for r in f["rows"]]
         lines.append("")
         lines.append(f"± is the sample std over seeds. Std of the per-seed ratios: "
                      f"{fmt(mean_std([r['ratio'] for r in f['rows']])[1], 3)}.")

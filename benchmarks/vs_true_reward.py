@@ -329,7 +329,7 @@ def seed_row(entry: dict) -> dict:
     return {"seed": entry["seed"], "true": entry["true"]["summary"]["true_return_mean"],
             "pref": entry["pref"]["summary"]["true_return_mean"], "labels": entry["pref"]["summary"].get("labels"),
             "ratio": entry["ratio"], "overhead": entry["overhead"],
-            "cpu_overhead": entry.get("cpu_overhead", math.nan)}
+            "cpu_overhead": entry.get("cpu_overhead", math.nan), "loop_cpu_share": entry.get("loop_cpu_share", math.nan)}
 
 
 def pool(rows: list[dict]) -> dict:
@@ -339,10 +339,11 @@ def pool(rows: list[dict]) -> dict:
     ratio = pref_m / true_m if finite(true_m) and true_m > 0 else math.nan
     overhead, overhead_s = mean_std([r["overhead"] for r in rows])
     cpu_overhead, _ = mean_std([r["cpu_overhead"] for r in rows])
+    loop_cpu, _ = mean_std([r.get("loop_cpu_share", math.nan) for r in rows])
     return {"true_return_mean": true_m, "true_return_std": true_s,
             "pref_return_mean": pref_m, "pref_return_std": pref_s,
             "return_ratio": ratio, "overhead_mean": overhead, "overhead_std": overhead_s,
-            "cpu_overhead_mean": cpu_overhead,
+            "cpu_overhead_mean": cpu_overhead, "loop_cpu_share_mean": loop_cpu,
             "seeds_at_target": sum(finite(r["ratio"]) and r["ratio"] >= TARGET_RATIO for r in rows),
             "ratio_ok": None if not finite(ratio) else ratio >= TARGET_RATIO,
             "overhead_ok": None if not finite(overhead) else overhead <= TARGET_OVERHEAD}
