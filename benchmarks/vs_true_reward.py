@@ -475,7 +475,7 @@ def report(settings: dict, out: Path, rebuilt: bool = False) -> None:
                      f"| **{fmt(e['return_ratio'], 3)}** (ratio of means) "
                      f"| {', '.join(map(str, labels)) or '–'} | {fmt(walls['true'], 0)} | {fmt(walls['pref'], 0)} "
                      f"| **{pct(e['overhead_mean'])}** (mean of seeds) | **{pct(e['cpu_overhead_mean'])}** "
-                     f"| **{pct(mean_std([s.get('loop_cpu_share', math.nan) for s in done])[0])}** |")
+                     f"| **{pct(e['loop_cpu_share_mean'])}** |")
         parts = [s["pref"]["summary"].get("loop_cpu_seconds") for s in done]
         if parts and all(parts):
             lines += ["", "Loop CPU by part, mean over seeds (s): " + ", ".join(
