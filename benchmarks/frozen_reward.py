@@ -35,33 +35,25 @@ from prefrl.environment import make_env
 from prefrl.evaluation import evaluate
 from prefrl.feedback import stack
 from prefrl.loop import FIRST_FIT_EPOCHS, make_agent
-from prefrl.reward import RewardEnsemble
-from prefrl.store import PreferenceStore
 from prefrl.trainer import RewardTrainer
 from prefrl.vec_env import LearnedRewardVecEnv
 
 from cross_score import learned_reward
+from refit_floor import fresh_ensemble, run_answers
 
 
 def fitted_on_first(run_dir: Path, n: int):
-    """A fresh ensemble fitted once on the run's first ``n`` answers, as ``(obs, act) -> reward``.
-
-    Input statistics and output normalization come from the steps of those answers' clips
-    (the run took them from its buffer, which held the same experience)."""
-    cfg = build(rundir.read_run(run_dir)["config"])
-    torch.manual_seed(cfg.seed)
-    with PreferenceStore(run_dir / "prefs.sqlite") as store:
-        lefts, rights, mu = store.preferences()
+    """A fresh ensemble fitted once, as the run's first fit was, on its first ``n`` answers, as
+    ``(obs, act) -> reward``, normalized on the steps of those answers' clips."""
+    cfg, lefts, rights, mu = run_answers(run_dir)
     (obs_l, acts_l, len_l), (obs_r, acts_r, len_r) = stack(lefts[:n]), stack(rights[:n])
-    ensemble = RewardEnsemble(obs_l.shape[-1], acts_l.shape[-1], cfg.ensemble_size, cfg.reward_hidden)
-    steps = np.concatenate([obs_l, obs_r]).reshape(-1, obs_l.shape[-1])
-    acts = np.concatenate([acts_l, acts_r]).reshape(-1, acts_l.shape[-1])
-    ensemble.set_input_stats(steps, acts)
+    ensemble = fresh_ensemble(cfg, obs_l, acts_l, obs_r, acts_r, n)
     RewardTrainer(ensemble, lr=cfg.reward_lr, batch_size=cfg.reward_batch_size, epochs=cfg.reward_epochs,
                   min_steps=cfg.reward_min_steps, seed=cfg.seed).fit(
         obs_l, acts_l, obs_r, acts_r, mu[:n], epochs=cfg.reward_epochs * FIRST_FIT_EPOCHS,
         lengths_left=len_l, lengths_right=len_r)
-    ensemble.normalize(steps, acts)
+    ensemble.normalize(np.concatenate([obs_l, obs_r]).reshape(-1, obs_l.shape[-1]),
+                       np.concatenate([acts_l, acts_r]).reshape(-1, acts_l.shape[-1]))
     return ensemble.predict
 
 

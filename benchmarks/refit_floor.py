@@ -39,21 +39,34 @@ from prefrl.store import PreferenceStore  # noqa: E402
 from prefrl.trainer import RewardTrainer  # noqa: E402
 
 
+def run_answers(run_dir: Path):
+    """A finished run's settings and its answered pairs in the order they came: ``(cfg, lefts, rights, mu)``."""
+    cfg = build(rundir.read_run(run_dir)["config"])
+    with PreferenceStore(run_dir / "prefs.sqlite") as store:
+        lefts, rights, mu = store.preferences()
+    return cfg, lefts, rights, mu
+
+
+def fresh_ensemble(cfg, obs_l: np.ndarray, acts_l: np.ndarray, obs_r: np.ndarray, acts_r: np.ndarray,
+                   first: int) -> RewardEnsemble:
+    """A new ensemble seeded as the run's was, with input statistics from the clips of the
+    first ``first`` answers (the run took them from its buffer, which held that experience)."""
+    torch.manual_seed(cfg.seed)
+    ensemble = RewardEnsemble(obs_l.shape[-1], acts_l.shape[-1], cfg.ensemble_size, cfg.reward_hidden)
+    steps = np.concatenate([obs_l[:first], obs_r[:first]]).reshape(-1, obs_l.shape[-1])
+    acts = np.concatenate([acts_l[:first], acts_r[:first]]).reshape(-1, acts_l.shape[-1])
+    ensemble.set_input_stats(steps, acts)
+    return ensemble
+
+
 def replay(run_dir: Path, floor: int, on_fit: Callable[[int, RewardEnsemble], None] | None = None) -> dict:
     """Refit a fresh ensemble on ``run_dir``'s answers as they arrived, with step floor ``floor``.
 
     ``on_fit(n, ensemble)`` is called after each refit, fitted on the first ``n`` answers."""
-    cfg = build(rundir.read_run(run_dir)["config"])  # the run's own settings
-    torch.manual_seed(cfg.seed)
-    with PreferenceStore(run_dir / "prefs.sqlite") as store:
-        lefts, rights, mu = store.preferences()
+    cfg, lefts, rights, mu = run_answers(run_dir)  # the run's own settings
     (obs_l, acts_l, len_l), (obs_r, acts_r, len_r) = stack(lefts), stack(rights)
-    ensemble = RewardEnsemble(obs_l.shape[-1], acts_l.shape[-1], cfg.ensemble_size, cfg.reward_hidden)
     first = labels_due(0, cfg.labels, cfg.timesteps, cfg.initial_label_fraction, cfg.label_horizon)
-    # Input statistics from the clips of the first answers (the run took them from its buffer).
-    steps = np.concatenate([obs_l[:first], obs_r[:first]]).reshape(-1, obs_l.shape[-1])
-    acts = np.concatenate([acts_l[:first], acts_r[:first]]).reshape(-1, acts_l.shape[-1])
-    ensemble.set_input_stats(steps, acts)
+    ensemble = fresh_ensemble(cfg, obs_l, acts_l, obs_r, acts_r, first)
     trainer = RewardTrainer(ensemble, lr=cfg.reward_lr, batch_size=cfg.reward_batch_size,
                             epochs=cfg.reward_epochs, min_steps=floor, seed=cfg.seed)
     points = sorted({min(len(mu), labels_due(t, cfg.labels, cfg.timesteps, cfg.initial_label_fraction,

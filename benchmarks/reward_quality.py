@@ -21,11 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine_info import write_results  # noqa: E402
-from refit_floor import replay  # noqa: E402
-
-from prefrl import rundir  # noqa: E402
-from prefrl.config import build  # noqa: E402
-from prefrl.store import PreferenceStore  # noqa: E402
+from refit_floor import replay, run_answers  # noqa: E402
 
 RECENT = 60  # answers whose clips stand in for the run's recent experience
 
@@ -38,9 +34,7 @@ def labeled_steps(clips) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def quality(run_dir: Path) -> list[dict]:
-    cfg = build(rundir.read_run(run_dir)["config"])
-    with PreferenceStore(run_dir / "prefs.sqlite") as store:
-        lefts, rights, _ = store.preferences()
+    cfg, lefts, rights, _ = run_answers(run_dir)
     obs, acts, true = labeled_steps(lefts + rights)
     rows = []
 
