@@ -139,14 +139,18 @@ class RecordSimState(gym.Wrapper):
         if not is_mujoco(env):
             raise ValueError("RecordSimState needs a MuJoCo env (unwrapped.data.qpos/qvel)")
         super().__init__(env)
+        self._data = env.unwrapped.data  # kept for the env's life; read on every step
+
+    def _state(self) -> np.ndarray:
+        return np.concatenate([self._data.qpos, self._data.qvel])  # as get_sim_state, without the lookups
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
-        info["sim_state"] = get_sim_state(self.env)
+        info["sim_state"] = self._state()
         return obs, info
 
     def step(self, action):
-        state = get_sim_state(self.env)
+        state = self._state()
         obs, reward, terminated, truncated, info = self.env.step(action)
         info["sim_state"] = state
         return obs, reward, terminated, truncated, info
