@@ -324,6 +324,26 @@ def collect(settings: dict, out: Path) -> dict:
     return envs
 
 
+def by_quarter(out: Path, env: str, seed: int) -> list[tuple[float, float]] | None:
+    """CPU overhead and loop CPU share in each quarter of a pair's training, from the
+    ``cpu_seconds``/``loop_cpu_seconds`` columns of the two progress.csv files (runs from
+    before they were recorded: None). Shows where along a run the overhead arises."""
+    rows = {mode: {r["timesteps"]: r for r in read_progress(run_dir(out, env, seed, mode))} for mode in MODES}
+    steps = sorted(set(rows["pref"]) & set(rows["true"]))
+    if not steps or "cpu_seconds" not in rows["true"][steps[0]] or "loop_cpu_seconds" not in rows["pref"][steps[0]]:
+        return None
+    keys = ("cpu_seconds", "loop_cpu_seconds")
+    start = {m: dict.fromkeys(keys, 0.0) for m in MODES}
+    figures = []
+    for q in (0.25, 0.5, 0.75, 1.0):
+        end = {m: rows[m][steps[max(0, round(q * len(steps)) - 1)]] for m in MODES}
+        d = {m: {k: end[m][k] - start[m][k] for k in keys} for m in MODES}
+        figures.append((d["pref"]["cpu_seconds"] / d["true"]["cpu_seconds"] - 1,
+                        d["pref"]["loop_cpu_seconds"] / d["true"]["cpu_seconds"]))
+        start = end
+    return figures
+
+
 def seed_row(entry: dict) -> dict:
     """One finished seed's figures, as `pool` (and benchmarks/combine.py) read them."""
     return {"seed": entry["seed"], "true": entry["true"]["summary"]["true_return_mean"],
@@ -480,6 +500,13 @@ def report(settings: dict, out: Path, rebuilt: bool = False) -> None:
         if parts and all(parts):
             lines += ["", "Loop CPU by part, mean over seeds (s): " + ", ".join(
                 f"{k.replace('_', ' ')} {fmt(mean_std([x[k] for x in parts])[0], 1)}" for k in parts[0]) + "."]
+        quarters = {s["seed"]: by_quarter(out, env, s["seed"]) for s in done}
+        if any(quarters.values()):
+            lines += ["", "CPU overhead in each quarter of training (the loop's own CPU in brackets; both over "
+                      "the true-reward run's CPU in that quarter; from progress.csv):", "",
+                      "| seed | 1st quarter | 2nd | 3rd | 4th |", "|---|---|---|---|---|"]
+            lines += [f"| {seed} | " + " | ".join(f"{pct(o)} ({pct(l)})" for o, l in q) + " |"
+                      for seed, q in quarters.items() if q]
         lines += ["", "| target | value | goal | met |", "|---|---|---|---|",
                   f"| return ratio pref/true | {fmt(e['return_ratio'], 3)} | ≥ {TARGET_RATIO} | {mark(e['ratio_ok'])} |",
                   f"| wall-time overhead | {pct(e['overhead_mean'])} | ≤ {TARGET_OVERHEAD:.0%} "

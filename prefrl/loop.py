@@ -226,7 +226,9 @@ class Run:
         row = {"timesteps": self.timesteps, "wall_seconds": round(self.wall_seconds(), 2),
                "ep_true_return_mean": float(np.mean(episodes)) if episodes else float("nan"),
                "answers": 0 if self.cfg.true_reward else self.store.num_answers(),
-               "reward_val_accuracy": self.last_fit.val_accuracy if self.last_fit else float("nan")}
+               "reward_val_accuracy": self.last_fit.val_accuracy if self.last_fit else float("nan"),
+               "cpu_seconds": round(self.cpu_seconds(), 2),  # where along the run the overhead arises
+               "loop_cpu_seconds": round(sum(self.loop_cpu_seconds().values()), 2)}
         rundir.append_progress(self.dir, row)
 
     def wall_seconds(self) -> float:

@@ -136,13 +136,20 @@ def finish(run_dir: Path, store, window, summary: dict, budget: int) -> None:
 
 
 def append_progress(run_dir: Path, row: dict) -> None:
-    """Append ``row`` to ``RUN_DIR/progress.csv`` (the header first, when the file is new)."""
+    """Append ``row`` to ``RUN_DIR/progress.csv`` (the header first, when the file is new).
+
+    A file begun by another version keeps its header: the row is written in its columns
+    (blank where the row lacks one), so a resumed run never leaves a ragged CSV."""
     path = Path(run_dir) / "progress.csv"
-    new = not path.exists()
+    header = None
+    if path.exists() and path.stat().st_size:
+        with open(path, encoding="utf-8") as f:
+            header = f.readline().rstrip("\n").split(",")
     with open(path, "a", encoding="utf-8") as f:
-        if new:
-            f.write(",".join(row) + "\n")
-        f.write(",".join(str(v) for v in row.values()) + "\n")
+        if header is None:
+            header = list(row)
+            f.write(",".join(header) + "\n")
+        f.write(",".join(str(row.get(k, "")) for k in header) + "\n")
 
 
 def write_run(run_dir: Path, config: dict) -> None:

@@ -1,4 +1,5 @@
 """The whole loop on the tiny env: it learns, survives short episodes and a kill -9."""
+import csv
 import json
 import os
 import signal
@@ -158,6 +159,23 @@ def test_kill_9_then_resume_loses_no_label_and_keeps_the_budget(tmp_path):
     loop = summary["loop_cpu_seconds"]  # the loop's parts also count across sessions, within the total
     assert loop["initial_experience"] == 1e5 and all(loop[k] > 1e5 for k in ("queries", "reward_fits", "reward_steps"))
     assert sum(loop.values()) < summary["cpu_seconds"]
+    with open(run_dir / "progress.csv", newline="") as f:  # the curve carries the CPU of both sessions
+        rows = list(csv.DictReader(f))
+    assert all(None not in row for row in rows)  # no row longer than the header
+    resumed = [row for row in rows if float(row["cpu_seconds"]) > 1e6]
+    assert resumed and all(4e5 < float(row["loop_cpu_seconds"]) < float(row["cpu_seconds"]) for row in resumed)
+
+
+def test_progress_rows_keep_the_columns_of_a_file_from_another_version(tmp_path):
+    from prefrl.rundir import append_progress
+
+    (tmp_path / "progress.csv").write_text("timesteps,wall_seconds,answers\n4096,1.5,10\n")
+    append_progress(tmp_path, {"timesteps": 8192, "wall_seconds": 3.0, "cpu_seconds": 2.9, "answers": 20})
+    assert (tmp_path / "progress.csv").read_text().splitlines() == ["timesteps,wall_seconds,answers", "4096,1.5,10",
+                                                                     "8192,3.0,20"]
+    (tmp_path / "new").mkdir()
+    append_progress(tmp_path / "new", {"a": 1, "b": 2})
+    assert (tmp_path / "new/progress.csv").read_text() == "a,b\n1,2\n"
 
 
 def test_recorded_frames_are_bounded_by_bytes():
