@@ -61,15 +61,18 @@ def main() -> None:
             policy = PPO.load(folder / "policy.zip", device="cpu")
             episodes = play_episodes(policy, env, args.episodes, seed=1000, score=reward)
             row[who] = {k: float(np.mean([e[k] for e in episodes])) for k in ("true_return", "learned_return", "length")}
+            steps = np.array([s for e in episodes for s in e["steps"]])
+            row[who]["step_correlation"] = float(np.corrcoef(steps[:, 0], steps[:, 1])[0, 1])
         rows.append(row)
         print(json.dumps(row))
     if rows:
-        print("\n| env | seed | policy | true return | learned return | steps |\n|---|---|---|---|---|---|")
+        print("\n| env | seed | policy | true return | learned return | steps | per-step correlation |"
+              "\n|---|---|---|---|---|---|---|")
         for r in rows:
             for who in ("pref", "true"):
                 e = r[who]
                 print(f"| {r['env']} | {r['seed']} | {who} | {e['true_return']:,.1f} | {e['learned_return']:,.1f} "
-                      f"| {e['length']:,.0f} |")
+                      f"| {e['length']:,.0f} | {e['step_correlation']:.2f} |")
     else:
         sys.exit(f"cross_score.py: no pairs of ENV-sSEED-pref / ENV-sSEED-true with policy.zip under {args.runs}")
 

@@ -28,20 +28,24 @@ def evaluate(policy, env_id: str, episodes: int, seed: int = 0) -> dict:
 def play_episodes(policy, env: gym.Env, episodes: int, seed: int,
                   score: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> list[dict]:
     """Deterministic episodes ``i`` from ``env.reset(seed=seed + i)``: ``{"true_return", "length"}`` each,
-    plus ``"learned_return"`` summed by ``score(obs [1, obs_dim], act [1, act_dim]) -> [1]`` when given
-    (e.g. a reward ensemble's ``predict``: what a preference agent was trained on)."""
+    plus, when ``score(obs [1, obs_dim], act [1, act_dim]) -> [1]`` is given (e.g. a reward ensemble's
+    ``predict``: what a preference agent was trained on), ``"learned_return"`` and ``"steps"``, the
+    ``(true, learned)`` reward of every step."""
     from prefrl.vec_env import encode_actions
 
     played = []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
-        episode, done = {"true_return": 0.0, "length": 0, **({"learned_return": 0.0} if score else {})}, False
+        episode, done = {"true_return": 0.0, "length": 0, **({"learned_return": 0.0, "steps": []} if score else {})}, False
         while not done:
             action, _ = policy.predict(obs, deterministic=True)
             if score is not None:
                 flat = np.asarray(obs, dtype=np.float32).reshape(1, -1)
-                episode["learned_return"] += float(score(flat, encode_actions(env.action_space, action[None]))[0])
+                learned = float(score(flat, encode_actions(env.action_space, action[None]))[0])
+                episode["learned_return"] += learned
             obs, reward, terminated, truncated, _ = env.step(action)
+            if score is not None:
+                episode["steps"].append((float(reward), learned))
             episode["true_return"] += float(reward)
             episode["length"] += 1
             done = terminated or truncated

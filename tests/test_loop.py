@@ -209,3 +209,16 @@ def test_only_episodes_that_ended_are_padded():
     episode(5, 4.0, truncated=False)  # a fall after 5 steps: a padded clip
     lengths = {float(c.obs[0, 0]): c.length for c in buffer.sample_clips(400, np.random.default_rng(0))}
     assert lengths == {2.0: 10, 4.0: 5}
+
+
+def test_scored_episodes_keep_each_steps_true_and_learned_reward():
+    from prefrl.evaluation import play_episodes
+    env = make_env(TOY, record_states=False)
+    env.action_space.seed(0)
+    episodes = play_episodes(RandomPolicy(env.action_space), env, 3, seed=0,
+                             score=lambda obs, act: obs[:, 0] + act[:, 0])
+    for e in episodes:
+        true, learned = np.array(e["steps"]).T
+        assert len(e["steps"]) == e["length"] > 1
+        assert true.sum() == pytest.approx(e["true_return"]) and learned.sum() == pytest.approx(e["learned_return"])
+        assert np.std(learned) > 0 and np.std(true) > 0
