@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vs_true_reward import (TARGET_OVERHEAD, TARGET_RATIO, fmt, jsonable, mark, mean_std, now,  # noqa: E402
-                            pct, pool, read_json, seed_row)
+from vs_true_reward import (MODES, TARGET_OVERHEAD, TARGET_RATIO, finite, fmt, jsonable, mark,  # noqa: E402
+                            mean_std, now, pct, pool, read_json, read_progress, safe, seed_row, training_end_return)
 
 
 def gather(specs: list[str]) -> dict[str, list[dict]]:
@@ -47,7 +47,12 @@ def gather(specs: list[str]) -> dict[str, list[dict]]:
                 if any(r["seed"] == s["seed"] for r in rows):
                     sys.exit(f"combine.py: {env} seed {s['seed']} appears twice (again in {folder}): take "
                              f"each env from one folder only, with DIR:ENV naming the env to take")
-                rows.append({**seed_row(s), "folder": folder, "git": data["machine"].get("git", "?")})
+                row = {**seed_row(s), "folder": folder, "git": data["machine"].get("git", "?")}
+                for m in MODES:  # reports from before the column: the folder's copies of progress.csv
+                    if not finite(row.get(f"end_{m}", math.nan)):
+                        row[f"end_{m}"] = training_end_return(
+                            read_progress(Path(folder) / "progress" / f"{safe(env)}-s{s['seed']}-{m}.csv"))
+                rows.append(row)
     return envs
 
 
@@ -72,23 +77,29 @@ def main(argv: list[str] | None = None) -> int:
              "and learning curves. Figures are computed as there: ratio = mean preference return / mean "
              "true-reward return over seeds; overhead = mean over seeds of pref wall / true wall − 1; CPU "
              "overhead the same with CPU time; loop CPU = the preference run's CPU in the loop's own parts / "
-             "the true-reward run's CPU (– where the run did not record it).",
+             "the true-reward run's CPU (– where the run did not record it); training end = mean true return of the "
+             "training episodes in the last rows of each run's progress.csv (from the folder's `progress/` copies "
+             "where its report predates the column), its ratio the ratio of the means over seeds.",
              f"- targets: return ratio ≥ {TARGET_RATIO}, overhead ≤ {TARGET_OVERHEAD:.0%}", "",
              "## Summary", "",
              "| env | seeds | true-reward PPO return | preference return | ratio pref/true | ≥ 0.9 "
-             "| seeds ≥ 0.9 | overhead | ≤ 15% | CPU overhead | loop CPU |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| seeds ≥ 0.9 | overhead | ≤ 15% | CPU overhead | loop CPU | training-end ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for env, f in figures.items():
         lines.append(f"| {env} | {len(f['seeds'])} | {fmt(f['true_return_mean'])} ± {fmt(f['true_return_std'])} "
                      f"| {fmt(f['pref_return_mean'])} ± {fmt(f['pref_return_std'])} | {fmt(f['return_ratio'], 3)} "
                      f"| {mark(f['ratio_ok'])} | {f['seeds_at_target']}/{len(f['seeds'])} "
                      f"| {pct(f['overhead_mean'])} ± {f['overhead_std'] * 100:.1f} | {mark(f['overhead_ok'])} "
-                     f"| {pct(f['cpu_overhead_mean'])} | {pct(f['loop_cpu_share_mean'])} |")
+                     f"| {pct(f['cpu_overhead_mean'])} | {pct(f['loop_cpu_share_mean'])} "
+                     f"| {fmt(f['training_end_ratio'], 3)} |")
     for env, f in figures.items():
         lines += ["", f"## {env}", "", "| seed | true-reward PPO return | preference return | ratio | labels "
-                  "| overhead | CPU overhead | loop CPU | folder (commit) |", "|---|---|---|---|---|---|---|---|---|"]
+                  "| overhead | CPU overhead | loop CPU | training end true / pref | folder (commit) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['seed']} | {fmt(r['true'])} | {fmt(r['pref'])} | {fmt(r['ratio'], 3)} | {r['labels']} "
                   f"| {pct(r['overhead'])} | {pct(r.get('cpu_overhead', math.nan))} "
-                  f"| {pct(r.get('loop_cpu_share', math.nan))} | `{r['folder']}` ({r['git']}) |" for r in f["rows"]]
+                  f"| {pct(r.get('loop_cpu_share', math.nan))} | {fmt(r['end_true'], 0)} / {fmt(r['end_pref'], 0)} "
+                  f"| `{r['folder']}` ({r['git']}) |" for r in f["rows"]]
         lines.append("")
         lines.append(f"± is the sample std over seeds. Std of the per-seed ratios: "
                      f"{fmt(mean_std([r['ratio'] for r in f['rows']])[1], 3)}.")

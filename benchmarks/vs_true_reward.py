@@ -51,6 +51,7 @@ DEFAULTS = {
 TARGET_RATIO = 0.9      # preference return / true-reward return, at least
 TARGET_OVERHEAD = 0.15  # preference wall time / true-reward wall time - 1, at most
 MODES = ("pref", "true")
+END_ROWS = 3  # progress rows that make a run's end-of-training return (≈ the last 100k steps by default)
 CHILD_ENV = {"MUJOCO_GL": "egl", "OMP_NUM_THREADS": "1"}
 
 
@@ -245,9 +246,10 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
-def read_progress(directory: Path) -> list[dict]:
+def read_progress(path: Path) -> list[dict]:
+    """Rows of a run folder's progress.csv (or of the CSV file ``path``), as floats."""
     try:
-        with open(directory / "progress.csv", newline="", encoding="utf-8") as f:
+        with open(path / "progress.csv" if path.is_dir() else path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
     except OSError:
         return []
@@ -258,6 +260,14 @@ def read_progress(directory: Path) -> list[dict]:
         except (TypeError, ValueError):
             continue
     return out
+
+
+def training_end_return(rows: list[dict]) -> float:
+    """Mean true return of the training episodes over the last END_ROWS progress rows: the
+    end of training as the learning curves show it, steadier than one policy's final
+    deterministic episodes."""
+    values = [r["ep_true_return_mean"] for r in rows[-END_ROWS:] if finite(r.get("ep_true_return_mean"))]
+    return sum(values) / len(values) if values else math.nan
 
 
 def finite(x) -> bool:
@@ -304,6 +314,7 @@ def collect(settings: dict, out: Path) -> dict:
             p, t = entry["pref"]["summary"], entry["true"]["summary"]
             entry["ratio"] = (p["true_return_mean"] / t["true_return_mean"]
                               if p and t and finite(t["true_return_mean"]) and t["true_return_mean"] > 0 else math.nan)
+            entry["training_end"] = {m: training_end_return(read_progress(run_dir(out, env, seed, m))) for m in MODES}
             entry["overhead"] = (p["wall_seconds"] / t["wall_seconds"] - 1
                                  if p and t and t.get("wall_seconds") else math.nan)
             # CPU time is the cost whatever the load; summaries before it was recorded lack it.
@@ -349,7 +360,8 @@ def seed_row(entry: dict) -> dict:
     return {"seed": entry["seed"], "true": entry["true"]["summary"]["true_return_mean"],
             "pref": entry["pref"]["summary"]["true_return_mean"], "labels": entry["pref"]["summary"].get("labels"),
             "ratio": entry["ratio"], "overhead": entry["overhead"],
-            "cpu_overhead": entry.get("cpu_overhead", math.nan), "loop_cpu_share": entry.get("loop_cpu_share", math.nan)}
+            "cpu_overhead": entry.get("cpu_overhead", math.nan), "loop_cpu_share": entry.get("loop_cpu_share", math.nan),
+            **{f"end_{m}": entry.get("training_end", {}).get(m, math.nan) for m in MODES}}
 
 
 def pool(rows: list[dict]) -> dict:
@@ -360,10 +372,14 @@ def pool(rows: list[dict]) -> dict:
     overhead, overhead_s = mean_std([r["overhead"] for r in rows])
     cpu_overhead, _ = mean_std([r["cpu_overhead"] for r in rows])
     loop_cpu, _ = mean_std([r.get("loop_cpu_share", math.nan) for r in rows])
+    both = [r for r in rows if all(finite(r.get(f"end_{m}", math.nan)) for m in MODES)]
+    ends = {m: mean_std([r[f"end_{m}"] for r in both])[0] for m in MODES}
     return {"true_return_mean": true_m, "true_return_std": true_s,
             "pref_return_mean": pref_m, "pref_return_std": pref_s,
             "return_ratio": ratio, "overhead_mean": overhead, "overhead_std": overhead_s,
             "cpu_overhead_mean": cpu_overhead, "loop_cpu_share_mean": loop_cpu,
+            "training_end_true": ends["true"], "training_end_pref": ends["pref"],
+            "training_end_ratio": ends["pref"] / ends["true"] if finite(ends["true"]) and ends["true"] > 0 else math.nan,
             "seeds_at_target": sum(finite(r["ratio"]) and r["ratio"] >= TARGET_RATIO for r in rows),
             "ratio_ok": None if not finite(ratio) else ratio >= TARGET_RATIO,
             "overhead_ok": None if not finite(overhead) else overhead <= TARGET_OVERHEAD}
@@ -453,24 +469,27 @@ def report(settings: dict, out: Path, rebuilt: bool = False) -> None:
         "CPU overhead the same with cpu_seconds; loop CPU = the CPU time the preference run spent in the loop's own "
         "parts (initial-policy experience, queries and answers, reward fits, the learned reward and the buffer "
         "on every step; `loop_cpu_seconds` of summary.json) / the true-reward run's cpu_seconds, which leaves out how "
-        "differently the two agents behave (e.g. how often episodes end). When the true-reward run of a pair finishes first, the "
+        "differently the two agents behave (e.g. how often episodes end); training end = the mean true return of the "
+        f"training episodes in the last {END_ROWS} rows of progress.csv, and its ratio pref/true (ratio of means over "
+        "seeds), steadier than one final policy's deterministic episodes. When the true-reward run of a pair finishes first, the "
         "preference run gets the freed CPU, so the wall-time overhead reads low under load; CPU time does not.", "",
         "## Summary", "",
-        "| env | seeds | true-reward PPO return | preference return | ratio pref/true | ≥ 0.9 | overhead | ≤ 15% |",
-        "|---|---|---|---|---|---|---|---|",
+        "| env | seeds | true-reward PPO return | preference return | ratio pref/true | ≥ 0.9 | overhead | ≤ 15% "
+        "| training-end ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for env, e in envs.items():
         lines.append(f"| {env} | {len(e['complete_seeds'])}/{len(e['seeds'])} "
                      f"| {fmt(e['true_return_mean'])} ± {fmt(e['true_return_std'])} "
                      f"| {fmt(e['pref_return_mean'])} ± {fmt(e['pref_return_std'])} "
                      f"| {fmt(e['return_ratio'], 3)} | {mark(e['ratio_ok'])} "
-                     f"| {pct(e['overhead_mean'])} | {mark(e['overhead_ok'])} |")
+                     f"| {pct(e['overhead_mean'])} | {mark(e['overhead_ok'])} | {fmt(e['training_end_ratio'], 3)} |")
     notes = set()
     for env, e in envs.items():
         lines += ["", f"## {env}", "",
                   "| seed | true-reward PPO return | preference return | ratio pref/true | labels | "
-                  "wall true (s) | wall pref (s) | overhead | CPU overhead | loop CPU |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "wall true (s) | wall pref (s) | overhead | CPU overhead | loop CPU | training end true / pref |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for s in e["seeds"]:
             p, t = s["pref"]["summary"], s["true"]["summary"]
 
@@ -486,7 +505,8 @@ def report(settings: dict, out: Path, rebuilt: bool = False) -> None:
                          f"| {p.get('labels', '–') if p else '–'} "
                          f"| {fmt(t['wall_seconds'], 0) if t else '–'} | {fmt(p['wall_seconds'], 0) if p else '–'} "
                          f"| {pct(s['overhead'])}{flag} | {pct(s.get('cpu_overhead', math.nan))} "
-                         f"| {pct(s.get('loop_cpu_share', math.nan))} |")
+                         f"| {pct(s.get('loop_cpu_share', math.nan))} "
+                         f"| {fmt(s['training_end']['true'], 0)} / {fmt(s['training_end']['pref'], 0)} |")
         done = [s for s in e["seeds"] if s["pref"]["summary"] and s["true"]["summary"]]
         walls = {m: mean_std([s[m]["summary"]["wall_seconds"] for s in done])[0] for m in MODES}
         labels = sorted({x for x in e["labels"] if x is not None})
@@ -495,7 +515,8 @@ def report(settings: dict, out: Path, rebuilt: bool = False) -> None:
                      f"| **{fmt(e['return_ratio'], 3)}** (ratio of means) "
                      f"| {', '.join(map(str, labels)) or '–'} | {fmt(walls['true'], 0)} | {fmt(walls['pref'], 0)} "
                      f"| **{pct(e['overhead_mean'])}** (mean of seeds) | **{pct(e['cpu_overhead_mean'])}** "
-                     f"| **{pct(e['loop_cpu_share_mean'])}** |")
+                     f"| **{pct(e['loop_cpu_share_mean'])}** "
+                     f"| **{fmt(e['training_end_true'], 0)} / {fmt(e['training_end_pref'], 0)}** |")
         parts = [s["pref"]["summary"].get("loop_cpu_seconds") for s in done]
         if parts and all(parts):
             lines += ["", "Loop CPU by part, mean over seeds (s): " + ", ".join(
@@ -533,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     if args.parallel < 1:
-        sys.exit("mujoco.py: --parallel must be at least 1")
+        sys.exit("vs_true_reward.py: --parallel must be at least 1")
     settings = resolve(args, out)
     failed: list[str] = []
     if not args.report_only:
