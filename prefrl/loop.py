@@ -222,9 +222,12 @@ class Run:
 
     def log_progress(self) -> None:
         """Append a row to ``progress.csv``: the learning curve on the true episode return."""
-        episodes = [info["r"] for info in self.agent.ep_info_buffer]
+        episodes = list(self.agent.ep_info_buffer)  # the last 100 episodes, from the Monitor
+
+        def mean(key: str) -> float:
+            return float(np.mean([info[key] for info in episodes])) if episodes else float("nan")
         row = {"timesteps": self.timesteps, "wall_seconds": round(self.wall_seconds(), 2),
-               "ep_true_return_mean": float(np.mean(episodes)) if episodes else float("nan"),
+               "ep_true_return_mean": mean("r"), "ep_len_mean": mean("l"),  # a Hopper that falls sooner: shorter
                "answers": 0 if self.cfg.true_reward else self.store.num_answers(),
                "reward_val_accuracy": self.last_fit.val_accuracy if self.last_fit else float("nan"),
                "cpu_seconds": round(self.cpu_seconds(), 2),  # where along the run the overhead arises

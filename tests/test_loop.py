@@ -67,6 +67,9 @@ def test_learns_from_synthetic_preferences(tmp_path):
 
     for name in ("summary.json", "policy.zip", "progress.csv", "prefs.sqlite", "run.json"):
         assert (tmp_path / "run" / name).exists()
+    with open(tmp_path / "run/progress.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) >= 10 and all(float(r["ep_len_mean"]) >= 1 for r in rows[1:])
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "run/tb").iterdir())
     from stable_baselines3 import PPO
     assert PPO.load(tmp_path / "run/policy.zip").observation_space.shape == (4,)
