@@ -11,6 +11,11 @@ does, the reward model ranks the better behaviour right and the preference agent
 find it: the gap is in the optimization (a moving reward, its early mistakes). If it scores
 the preference policy higher, the reward model is wrong where the better policy goes.
 
+Two more figures per policy: the per-step correlation of the two rewards, and how far an
+average step sits above the episode being over (the zero of both rewards) in units of each
+reward's step-to-step spread. A learned reward lower there than the true one makes ending an
+episode (a Hopper falling) cheaper than it is.
+
     python benchmarks/cross_score.py benchmarks/runs/mujoco --episodes 5
 """
 from __future__ import annotations
@@ -63,16 +68,20 @@ def main() -> None:
             row[who] = {k: float(np.mean([e[k] for e in episodes])) for k in ("true_return", "learned_return", "length")}
             steps = np.array([s for e in episodes for s in e["steps"]])
             row[who]["step_correlation"] = float(np.corrcoef(steps[:, 0], steps[:, 1])[0, 1])
+            # how far a step sits above the episode being over (0 for both rewards), in the
+            # reward's own step-to-step spread: what ending an episode costs, as each reward sees it
+            row[who]["true_above_end"], row[who]["learned_above_end"] = steps.mean(0) / steps.std(0)
         rows.append(row)
         print(json.dumps(row))
     if rows:
-        print("\n| env | seed | policy | true return | learned return | steps | per-step correlation |"
-              "\n|---|---|---|---|---|---|---|")
+        print("\n| env | seed | policy | true return | learned return | steps | per-step correlation "
+              "| step above end, true / learned (std units) |\n|---|---|---|---|---|---|---|---|")
         for r in rows:
             for who in ("pref", "true"):
                 e = r[who]
                 print(f"| {r['env']} | {r['seed']} | {who} | {e['true_return']:,.1f} | {e['learned_return']:,.1f} "
-                      f"| {e['length']:,.0f} | {e['step_correlation']:.2f} |")
+                      f"| {e['length']:,.0f} | {e['step_correlation']:.2f} "
+                      f"| {e['true_above_end']:.2f} / {e['learned_above_end']:.2f} |")
     else:
         sys.exit(f"cross_score.py: no pairs of ENV-sSEED-pref / ENV-sSEED-true with policy.zip under {args.runs}")
 
