@@ -203,15 +203,22 @@ def test_only_episodes_that_ended_are_padded():
             buffer.add(np.full((1, 2), value, np.float32), np.zeros((1, 1), np.float32), np.zeros(1),
                        np.array([last and bool(done)]), truncated=np.array([done.get("truncated", False)]))
 
+    def lengths(n):
+        seen = {}
+        for c in buffer.sample_clips(n, np.random.default_rng(0)):
+            seen.setdefault(float(c.obs[0, 0]), set()).add(c.length)
+        return seen
+
     episode(4, 1.0, truncated=True)  # a time limit: not over
-    episode(30, 2.0, truncated=False)  # long enough: whole clips
+    episode(30, 2.0, truncated=True)  # long enough, cut by a time limit: whole clips only
     episode(3, 3.0)  # still running, then cut by a reset
     buffer.end_episodes()
-    values = {float(c.obs[0, 0]): c.length for c in buffer.sample_clips(200, np.random.default_rng(0))}
-    assert values == {2.0: 10}
-    episode(5, 4.0, truncated=False)  # a fall after 5 steps: a padded clip
-    lengths = {float(c.obs[0, 0]): c.length for c in buffer.sample_clips(400, np.random.default_rng(0))}
-    assert lengths == {2.0: 10, 4.0: 5}
+    assert lengths(200) == {2.0: {10}}
+    episode(30, 4.0, truncated=False)  # a fall after 30 steps: whole clips, and windows past the fall
+    episode(5, 5.0, truncated=False)  # a fall after 5 steps: a padded clip
+    seen = lengths(2000)
+    assert set(seen) == {2.0, 4.0, 5.0} and seen[2.0] == {10} and seen[5.0] == {5}
+    assert seen[4.0] == set(range(5, 11))  # up to half a clip (5 steps) past the end
 
 
 def test_scored_episodes_keep_each_steps_true_and_learned_reward():
