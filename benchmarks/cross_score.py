@@ -38,12 +38,17 @@ from prefrl.evaluation import play_episodes
 from prefrl.loop import make_ensemble
 
 
-def learned_reward(pref_dir: Path, env):
-    """The final reward model of a preference run, as ``(obs, act) -> reward``."""
-    cfg = build(rundir.read_run(pref_dir)["config"])  # the run's own settings
+def final_ensemble(pref_dir: Path, env):
+    """The final reward ensemble of a preference run, built with the run's own settings."""
+    cfg = build(rundir.read_run(pref_dir)["config"])
     ensemble = make_ensemble(cfg, env)
     ensemble.load_state_dict(torch.load(pref_dir / "checkpoint" / "reward.pt", weights_only=False)["ensemble"])
-    return ensemble.predict
+    return ensemble
+
+
+def learned_reward(pref_dir: Path, env):
+    """The final reward model of a preference run, as ``(obs, act) -> reward``."""
+    return final_ensemble(pref_dir, env).predict
 
 
 def main() -> None:

@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cross_score import final_ensemble  # noqa: E402
 from refit_floor import run_answers  # noqa: E402
 
 from prefrl.environment import make_env  # noqa: E402
 from prefrl.feedback import stack  # noqa: E402
-from prefrl.loop import make_ensemble  # noqa: E402
 
 
 def main() -> None:
@@ -32,8 +32,7 @@ def main() -> None:
     torch.set_num_threads(1)
     for run in args.runs:
         cfg, lefts, rights, mu = run_answers(run)
-        ensemble = make_ensemble(cfg, make_env(cfg.env, record_states=False))
-        ensemble.load_state_dict(torch.load(run / "checkpoint" / "reward.pt", weights_only=False)["ensemble"])
+        ensemble = final_ensemble(run, make_env(cfg.env, record_states=False))
         (obs_l, acts_l, len_l), (obs_r, acts_r, len_r) = stack(lefts), stack(rights)
         diff = ensemble.clip_returns(obs_l, acts_l, len_l) - ensemble.clip_returns(obs_r, acts_r, len_r)  # [M, N]
         decided = mu != 0.5
