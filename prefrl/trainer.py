@@ -7,6 +7,14 @@ the labels (ties as 0.5/0.5). Three refinements from the same section:
   * each member fitted on its own bootstrap resample of the labels;
   * a fraction 1/e of the labels held out per member for validation, and an L2 penalty
     adapted so that validation loss stays between 1.1 and 1.5 times the training loss.
+
+Members start each refit from their last weights. A member can get stuck there: with the
+random-answer term the loss of a pair it orders wrongly with confidence is flat, so no
+gradient brings it back. A member that ends a refit worse on its own training labels than
+a 50/50 answer to every pair (loss above ln 2) starts over from fresh weights; a fresh fit
+on the same labels does fit them (``benchmarks/results/hopper-ended-windows/``,
+``benchmarks/results/member-restart/``). Only step
+rewards trained from scratch (the MLP, the Atari CNN) start over, not a language model's.
 """
 from __future__ import annotations
 
@@ -21,6 +29,8 @@ from prefrl.reward import RewardEnsemble
 RANDOM_ANSWER = 0.1
 VAL_FRACTION = 1 / math.e
 VAL_TRAIN_RATIO = (1.1, 1.5)
+STUCK_LOSS = math.log(2)  # a member's training loss above this: worse than answering 50/50 (module doc)
+RESTART_EPOCHS = 5  # a restarted member gets this many times the refit's steps, like a first fit
 
 
 def bradley_terry_loss(returns_left: torch.Tensor, returns_right: torch.Tensor, mu: torch.Tensor,
@@ -58,6 +68,7 @@ class FitMetrics:
     l2: float
     steps: int
     ended_clips: int = 0
+    restarts: int = 0
 
 
 class RewardTrainer:
@@ -80,7 +91,7 @@ class RewardTrainer:
     def __init__(self, ensemble: RewardEnsemble, lr: float = 1e-3, batch_size: int = 64,
                  epochs: int = 8, min_steps: int = 25, l2: float = 1e-4, seed: int = 0):
         self.ensemble, self.batch_size, self.epochs, self.seed = ensemble, batch_size, epochs, seed
-        self.min_steps = min_steps
+        self.min_steps, self.lr, self.l2_init = min_steps, lr, l2
         self.optimizers = [torch.optim.Adam(m.parameters(), lr=lr) for m in ensemble.members]
         self.l2 = [l2] * len(ensemble)
         self.rng = np.random.default_rng(seed)
@@ -124,7 +135,7 @@ class RewardTrainer:
                 self.ensemble.ends_learned.fill_(True)
         units = _Units(len(mu), groups)
         n = units.count
-        results, steps = [], 0
+        results, steps, restarts = [], 0, 0
         for m, member in enumerate(self.ensemble.members):
             val = self.val_mask(m, n)
             train_idx = np.flatnonzero(~val)
@@ -133,21 +144,42 @@ class RewardTrainer:
             boot = self.rng.choice(train_idx, size=len(train_idx), replace=True)
             scale = (epochs or self.epochs) / self.epochs
             n_steps = max(round(self.min_steps * scale), (epochs or self.epochs) * math.ceil(len(boot) / self.batch_size))
-            member.train()  # dropout and batch norm (the Atari CNN) act only while fitting
-            for _ in range(n_steps):
-                batch = self.rng.choice(boot, size=min(self.batch_size, len(boot)), replace=False)
-                loss = self._loss(m, tensors, units, batch) + self.l2[m] * _weight_norm(member)
-                self.optimizers[m].zero_grad()
-                loss.backward()
-                self.optimizers[m].step()
+            self._train(m, tensors, units, boot, n_steps)
             steps += n_steps
-            member.eval()
-            results.append(self._evaluate(m, tensors, units, np.flatnonzero(~val), np.flatnonzero(val)))
+            result = self._evaluate(m, tensors, units, np.flatnonzero(~val), np.flatnonzero(val))
+            if result[0] > STUCK_LOSS and hasattr(member, "end_reward"):  # step rewards from scratch, not a language model
+                self._restart(m)
+                self._train(m, tensors, units, boot, RESTART_EPOCHS * n_steps)
+                steps, restarts = steps + RESTART_EPOCHS * n_steps, restarts + 1
+                result = self._evaluate(m, tensors, units, np.flatnonzero(~val), np.flatnonzero(val))
+            results.append(result)
         self.ensemble.eval()
         self.ensemble.invalidate()
         train, vloss, acc = (_nanmean([r[i] for r in results]) for i in range(3))
         return FitMetrics(labels=len(mu), train_loss=float(train), val_loss=float(vloss), val_accuracy=float(acc),
-                          l2=float(np.mean(self.l2)), steps=steps, ended_clips=ended)
+                          l2=float(np.mean(self.l2)), steps=steps, ended_clips=ended, restarts=restarts)
+
+    def _train(self, m: int, tensors, units: _Units, boot: np.ndarray, n_steps: int) -> None:
+        member = self.ensemble.members[m]
+        member.train()  # dropout and batch norm (the Atari CNN) act only while fitting
+        for _ in range(n_steps):
+            batch = self.rng.choice(boot, size=min(self.batch_size, len(boot)), replace=False)
+            loss = self._loss(m, tensors, units, batch) + self.l2[m] * _weight_norm(member)
+            self.optimizers[m].zero_grad()
+            loss.backward()
+            self.optimizers[m].step()
+        member.eval()
+
+    def _restart(self, m: int) -> None:
+        """Member ``m`` from fresh weights, optimizer and L2 weight (see the module doc)."""
+        member = self.ensemble.members[m]
+        for module in member.modules():
+            if module is not member and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        with torch.no_grad():
+            member.end_reward.zero_()
+        self.optimizers[m] = torch.optim.Adam(member.parameters(), lr=self.lr)
+        self.l2[m] = self.l2_init
 
     def _loss(self, m: int, tensors, units: _Units, chosen) -> torch.Tensor:
         idx, weights = units.pairs(chosen)

@@ -39,6 +39,25 @@ def test_ensemble_learns_held_out_preferences():
     assert after > 0.9 > before + 0.2
     assert second.train_loss < first.train_loss or second.train_loss < 0.3
     assert second.val_accuracy > 0.85
+    assert first.restarts == second.restarts == 0  # members that fit are never started over
+
+
+def test_a_member_stuck_confidently_wrong_starts_over():
+    """Trained hard on the opposite labels, the members order pairs wrongly with confidence;
+    the random-answer term leaves them little gradient, so a short refit on the right labels
+    would not recover them. They start over from fresh weights and fit the labels."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=OBS)
+    train, test = synthetic_pairs(300, rng, w), synthetic_pairs(300, rng, w)
+    ensemble = RewardEnsemble(OBS, ACT, members=3, hidden=32)
+    trainer = RewardTrainer(ensemble, epochs=60, l2=1e-8, seed=0)
+    trainer.fit(*train[:4], 1 - train[4])
+    assert accuracy(ensemble, test) < 0.1
+    trainer.epochs = 4
+    refit = trainer.fit(*train)
+    assert refit.restarts == 3
+    assert accuracy(ensemble, test) > 0.8 and refit.val_accuracy > 0.8
 
 
 def test_members_differ_through_bootstrap():
