@@ -12,9 +12,8 @@ Members start each refit from their last weights. A member can get stuck there: 
 random-answer term the loss of a pair it orders wrongly with confidence is flat, so no
 gradient brings it back. A member that ends a refit worse on its own training labels than
 a 50/50 answer to every pair (loss above ln 2) starts over from fresh weights; a fresh fit
-on the same labels does fit them (``benchmarks/results/hopper-ended-windows/``,
-``benchmarks/results/member-restart/``). Only step
-rewards trained from scratch (the MLP, the Atari CNN) start over, not a language model's.
+on the same labels does fit them (``benchmarks/results/member-restart/``). Only step rewards
+trained from scratch (the MLP, the Atari CNN) start over, not a language model's.
 """
 from __future__ import annotations
 
