@@ -138,8 +138,8 @@ class Run:
         from stable_baselines3.common.vec_env import DummyVecEnv
 
         # DummyVecEnv: on 2 cores it beat SubprocVecEnv (shared/DESIGN.md measurements).
-        record, frames = not self.cfg.true_reward, self.human
-        venv = DummyVecEnv([lambda: Monitor(make_env(self.cfg.env, record_states=record, record_frames=frames))
+        # MuJoCo states: LearnedRewardVecEnv reads them from the envs; frames where a person needs them
+        venv = DummyVecEnv([lambda: Monitor(make_env(self.cfg.env, record_states=False, record_frames=self.human))
                             for _ in range(self.cfg.n_envs)])
         venv.seed(self.cfg.seed)
         if self.cfg.true_reward:

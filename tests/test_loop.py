@@ -221,6 +221,35 @@ def test_only_episodes_that_ended_are_padded():
     assert seen[4.0] == set(range(5, 11))  # up to half a clip (5 steps) past the end
 
 
+def test_clips_keep_the_mujoco_state_of_each_observation_across_resets():
+    """The training VecEnv reads MuJoCo states from its envs, not from the infos: each clip
+    step's state replays to that step's observation, across the envs' automatic resets."""
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from prefrl.environment import set_sim_state
+    from prefrl.vec_env import LearnedRewardVecEnv
+
+    venv = DummyVecEnv([lambda: make_env("Hopper-v5", record_states=False) for _ in range(2)])
+    venv.seed(0)
+    buffer = TrajectoryBuffer(2, clip_steps=10)
+    wrapped = LearnedRewardVecEnv(venv, lambda obs, acts: np.zeros(len(obs)), buffer)
+    wrapped.reset()
+    rng, falls = np.random.default_rng(0), 0
+    for _ in range(300):
+        _, _, dones, infos = wrapped.step(rng.uniform(-1, 1, (2, 3)))
+        falls += int(dones.sum())
+        assert "sim_state" not in infos[0]
+    assert falls >= 4  # a random Hopper falls within dozens of steps
+    replay = gym.make("Hopper-v5")
+    replay.reset(seed=123)  # another episode: the observation must come from the state alone
+    clips = buffer.sample_clips(40, np.random.default_rng(1))
+    assert sum(c.length < 10 for c in clips) >= 1  # windows at and past a fall are among them
+    for clip in clips:
+        for t in range(clip.length):
+            np.testing.assert_allclose(set_sim_state(replay, clip.states[t]), clip.obs[t], rtol=1e-6, atol=1e-6)
+
+
 def test_scored_episodes_keep_each_steps_true_and_learned_reward():
     from prefrl.evaluation import play_episodes
     env = make_env(TOY, record_states=False)
