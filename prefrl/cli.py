@@ -60,7 +60,11 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     for f in config_mod.fields(cls):
         flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
+        if f.type in ("bool", bool) and f.name.startswith("no_"):
+            # A --no-X/--no-no-X pair would read "--no-window" as "not no_window" (argparse's
+            # BooleanOptionalAction negates any flag spelled --no-...): a plain switch instead.
+            parser.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
+        elif f.type in ("bool", bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                 help=f"{f.metadata['help']} (default: {'on' if f.default else 'off'})")
         else:

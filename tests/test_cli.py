@@ -151,3 +151,30 @@ def test_a_second_trainer_on_a_busy_run_is_refused(capsys, toy_run):
         assert snapshot(toy_run) == before
     finally:
         held.close()
+
+
+@pytest.mark.parametrize("command", [["train"], ["lm", "train"]])
+def test_switch_flags_reach_the_config(command):
+    from prefrl.cli import _config_from_args, build_parser
+    from prefrl.config import TrainConfig
+    from prefrl.lm.config import LMConfig
+
+    cls, env = (LMConfig, []) if command == ["lm", "train"] else (TrainConfig, ["--env", TOY])
+
+    def config(*flags):
+        return _config_from_args(build_parser().parse_args([*command, *env, "--run-dir", "r", *flags]), cls)
+
+    # "--no-window" asks for no window: it must not read as the negation of a "--window" switch.
+    assert config("--no-window").no_window is True and config().no_window is False
+    assert config("--true-reward").true_reward is True and config("--no-true-reward").true_reward is False
+
+
+def test_human_run_with_no_window_needs_no_display(tmp_path, monkeypatch):
+    from prefrl.store import PreferenceStore
+
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
+        monkeypatch.delenv(name, raising=False)
+    run_dir = tmp_path / "r"
+    assert main(["train", "--env", TOY, "--run-dir", str(run_dir), "--oracle", "human", "--no-window", *TINY]) == 0
+    with PreferenceStore(run_dir / "prefs.sqlite") as store:
+        assert store.num_answers() == 0 and len(store.pending_queries()) > 0  # asked, waiting for people
