@@ -364,6 +364,21 @@ def seed_row(entry: dict) -> dict:
             **{f"end_{m}": entry.get("training_end", {}).get(m, math.nan) for m in MODES}}
 
 
+def ratio_interval(rows: list[dict], draws: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """5th and 95th percentiles of the pooled ratio (ratio of mean returns) over seeds drawn
+    with replacement: how far the ratio could move with another set of seeds as spread as these."""
+    import numpy as np
+
+    both = [(r["true"], r["pref"]) for r in rows if finite(r["true"]) and finite(r["pref"])]
+    if len(both) < 2:
+        return math.nan, math.nan
+    true, pref = np.array(both).T
+    picks = np.random.default_rng(seed).integers(0, len(both), size=(draws, len(both)))
+    ratios = pref[picks].mean(1) / true[picks].mean(1)
+    low, high = np.percentile(ratios, [5, 95])
+    return float(low), float(high)
+
+
 def pool(rows: list[dict]) -> dict:
     """Figures over seeds: the ratio of the mean returns, the mean of the per-seed overheads."""
     true_m, true_s = mean_std([r["true"] for r in rows])
@@ -376,7 +391,7 @@ def pool(rows: list[dict]) -> dict:
     ends = {m: mean_std([r[f"end_{m}"] for r in both])[0] for m in MODES}
     return {"true_return_mean": true_m, "true_return_std": true_s,
             "pref_return_mean": pref_m, "pref_return_std": pref_s,
-            "return_ratio": ratio, "overhead_mean": overhead, "overhead_std": overhead_s,
+            "return_ratio": ratio, "return_ratio_interval": ratio_interval(rows), "overhead_mean": overhead, "overhead_std": overhead_s,
             "cpu_overhead_mean": cpu_overhead, "loop_cpu_share_mean": loop_cpu,
             "training_end_true": ends["true"], "training_end_pref": ends["pref"],
             "training_end_ratio": ends["pref"] / ends["true"] if finite(ends["true"]) and ends["true"] > 0 else math.nan,
