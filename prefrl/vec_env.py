@@ -47,8 +47,9 @@ class LearnedRewardVecEnv(VecEnvWrapper):
     ``cpu_seconds`` adds up the CPU time spent here (the learned reward, the buffer) beyond
     the wrapped envs' own steps.
 
-    MuJoCo states are read here, from each env's ``data`` right before it steps, when the
-    envs live in this process (a ``DummyVecEnv``): through ``info["sim_state"]``
+    MuJoCo states are read here, from each env's ``data`` once it has produced an observation
+    (after a reset or a step, automatic resets included), when the envs live in this process
+    (a ``DummyVecEnv``): through ``info["sim_state"]``
     (:class:`~prefrl.environment.RecordSimState`) each state would also pass through one more
     wrapper and be deep-copied with the infos on every step (~0.08 s CPU per 100k Hopper
     steps). Other VecEnvs give states through ``info["sim_state"]``.
@@ -65,15 +66,15 @@ class LearnedRewardVecEnv(VecEnvWrapper):
 
     def reset(self):
         self.buffer.end_episodes()
-        self._obs = self.venv.reset()
+        self._obs, self._states = self.venv.reset(), self._read_states()
         return self._obs
+
+    def _read_states(self) -> list[np.ndarray] | None:
+        """Each env's MuJoCo state now: the one its latest observation came from."""
+        return None if self._data is None else [np.concatenate([data.qpos, data.qvel]) for data in self._data]
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = actions
-        if self._data is not None:  # the states self._obs came from, before the envs move on
-            start = time.process_time()
-            self._states = [np.concatenate([data.qpos, data.qvel]) for data in self._data]
-            self.cpu_seconds += time.process_time() - start
         self.venv.step_async(actions)
 
     def step_wait(self):
@@ -88,7 +89,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
                         frames if frames[0] is not None else None, truncated=truncated)
         for info, r in zip(infos, true_rewards):
             info["true_reward"] = float(r)
-        self._obs = obs
+        self._obs, self._states = obs, self._read_states()
         rewards = self.reward_fn(flat_obs, acts).astype(np.float32)
         self.cpu_seconds += time.process_time() - start
         return obs, rewards, dones, infos
