@@ -379,6 +379,12 @@ def ratio_interval(rows: list[dict], draws: int = 10_000, seed: int = 0) -> tupl
     return float(low), float(high)
 
 
+def interval_note(interval: tuple[float, float]) -> str:
+    low, high = interval
+    return (f"Ratio over seeds drawn with replacement (10,000 draws), 5th to 95th percentile: "
+            f"{fmt(low, 3)} to {fmt(high, 3)}." if finite(low) else "")
+
+
 def pool(rows: list[dict]) -> dict:
     """Figures over seeds: the ratio of the mean returns, the mean of the per-seed overheads."""
     true_m, true_s = mean_std([r["true"] for r in rows])
@@ -532,6 +538,8 @@ def report(settings: dict, out: Path, rebuilt: bool = False) -> None:
                      f"| **{pct(e['overhead_mean'])}** (mean of seeds) | **{pct(e['cpu_overhead_mean'])}** "
                      f"| **{pct(e['loop_cpu_share_mean'])}** "
                      f"| **{fmt(e['training_end_true'], 0)} / {fmt(e['training_end_pref'], 0)}** |")
+        if interval_note(e["return_ratio_interval"]):
+            lines += ["", interval_note(e["return_ratio_interval"])]
         parts = [s["pref"]["summary"].get("loop_cpu_seconds") for s in done]
         if parts and all(parts):
             lines += ["", "Loop CPU by part, mean over seeds (s): " + ", ".join(
