@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vs_true_reward import (MODES, TARGET_OVERHEAD, TARGET_RATIO, finite, fmt, jsonable, mark,  # noqa: E402
-                            interval_note, mean_std, now, pct, pool, read_json, read_progress, safe, seed_row, training_end_return)
+from vs_true_reward import (MODES, TARGET_OVERHEAD, TARGET_RATIO, finite, fmt, interval_note, jsonable,  # noqa: E402
+                            mark, mean_std, now, pct, pool, read_json, read_progress, safe, seed_row, training_end_return)
 
 
 def gather(specs: list[str]) -> dict[str, list[dict]]:
@@ -101,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"| {pct(r.get('loop_cpu_share', math.nan))} | {fmt(r['end_true'], 0)} / {fmt(r['end_pref'], 0)} "
                   f"| `{r['folder']}` ({r['git']}) |" for r in f["rows"]]
         lines.append("")
-        lines.append(f"± is the sample std over seeds. Std of the per-seed ratios: "
-                     f"{fmt(mean_std([r['ratio'] for r in f['rows']])[1], 3)}. {interval_note(f['return_ratio_interval'])}")
+        spread = (f"± is the sample std over seeds. Std of the per-seed ratios: "
+                  f"{fmt(mean_std([r['ratio'] for r in f['rows']])[1], 3)}.")
+        lines.append(" ".join(filter(None, [spread, interval_note(f["return_ratio_interval"])])))
     (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
     return 0

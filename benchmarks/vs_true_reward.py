@@ -364,7 +364,10 @@ def seed_row(entry: dict) -> dict:
             **{f"end_{m}": entry.get("training_end", {}).get(m, math.nan) for m in MODES}}
 
 
-def ratio_interval(rows: list[dict], draws: int = 10_000, seed: int = 0) -> tuple[float, float]:
+BOOTSTRAP_DRAWS = 10_000
+
+
+def ratio_interval(rows: list[dict], draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> tuple[float, float]:
     """5th and 95th percentiles of the pooled ratio (ratio of mean returns) over seeds drawn
     with replacement: how far the ratio could move with another set of seeds as spread as these."""
     import numpy as np
@@ -380,8 +383,9 @@ def ratio_interval(rows: list[dict], draws: int = 10_000, seed: int = 0) -> tupl
 
 
 def interval_note(interval: tuple[float, float]) -> str:
+    """The report's sentence for :func:`ratio_interval`'s result; empty with fewer than two seeds."""
     low, high = interval
-    return (f"Ratio over seeds drawn with replacement (10,000 draws), 5th to 95th percentile: "
+    return (f"Ratio over seeds drawn with replacement ({BOOTSTRAP_DRAWS:,} draws), 5th to 95th percentile: "
             f"{fmt(low, 3)} to {fmt(high, 3)}." if finite(low) else "")
 
 
@@ -538,8 +542,8 @@ def report(settings: dict, out: Path, rebuilt: bool = False) -> None:
                      f"| **{pct(e['overhead_mean'])}** (mean of seeds) | **{pct(e['cpu_overhead_mean'])}** "
                      f"| **{pct(e['loop_cpu_share_mean'])}** "
                      f"| **{fmt(e['training_end_true'], 0)} / {fmt(e['training_end_pref'], 0)}** |")
-        if interval_note(e["return_ratio_interval"]):
-            lines += ["", interval_note(e["return_ratio_interval"])]
+        note = interval_note(e["return_ratio_interval"])
+        lines += ["", note] if note else []
         parts = [s["pref"]["summary"].get("loop_cpu_seconds") for s in done]
         if parts and all(parts):
             lines += ["", "Loop CPU by part, mean over seeds (s): " + ", ".join(

@@ -101,10 +101,15 @@ def is_mujoco(env: gym.Env) -> bool:
     return hasattr(base, "model") and hasattr(data, "qpos") and hasattr(data, "qvel")
 
 
-def get_sim_state(env: gym.Env) -> np.ndarray:
-    """The MuJoCo state ``qpos ‖ qvel`` (float64) of ``env`` right now."""
-    data = env.unwrapped.data
+def data_state(data) -> np.ndarray:
+    """The state ``qpos ‖ qvel`` (float64) held in a MuJoCo ``data``: what clips keep and
+    :func:`set_sim_state` puts back."""
     return np.concatenate([data.qpos, data.qvel])  # both float64 already: one copy, no cast
+
+
+def get_sim_state(env: gym.Env) -> np.ndarray:
+    """The MuJoCo state of ``env`` right now (see :func:`data_state`)."""
+    return data_state(env.unwrapped.data)
 
 
 def set_sim_state(env: gym.Env, state: np.ndarray) -> np.ndarray | None:
@@ -142,7 +147,7 @@ class RecordSimState(gym.Wrapper):
         self._data = env.unwrapped.data  # kept for the env's life; read on every step
 
     def _state(self) -> np.ndarray:
-        return np.concatenate([self._data.qpos, self._data.qvel])  # as get_sim_state, without the lookups
+        return data_state(self._data)
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)

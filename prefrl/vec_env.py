@@ -9,7 +9,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from prefrl.buffer import TrajectoryBuffer
-from prefrl.environment import is_image_space, is_mujoco
+from prefrl.environment import data_state, is_image_space, is_mujoco
 
 
 def encode_actions(space: gym.Space, actions: np.ndarray) -> np.ndarray:
@@ -71,7 +71,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
 
     def _read_states(self) -> list[np.ndarray] | None:
         """Each env's MuJoCo state now: the one its latest observation came from."""
-        return None if self._data is None else [np.concatenate([data.qpos, data.qvel]) for data in self._data]
+        return None if self._data is None else [data_state(data) for data in self._data]
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = actions
