@@ -26,7 +26,7 @@ from prefrl.reward import RewardEnsemble
 from prefrl.schedule import labels_due
 from prefrl.selectors import SELECTORS
 from prefrl.trainer import RewardTrainer
-from prefrl.vec_env import LearnedRewardVecEnv, action_dim
+from prefrl.vec_env import LearnedRewardVecEnv, action_dim, defer_to_rollouts
 
 LOOP_PARTS = ("initial_experience", "queries", "reward_fits", "reward_steps")
 FIRST_FIT_EPOCHS = 5  # the first fit sees only initial-policy labels; fit them longer (A.2 does so on Atari)
@@ -77,6 +77,9 @@ class Run:
 
         self.cfg, self.dir = cfg, Path(cfg.run_dir)
         torch.set_num_threads(1)  # small nets: extra threads only contend (2-core machines)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1, user_api="blas")  # likewise NumPy's reward batches; one thread also keeps runs reproducible
         torch.manual_seed(cfg.seed)  # same seed, same reward model, same queries, same labels
         saved = rundir.check_new_or_resume(self.dir, cfg.env, resume)
         probe = make_env(cfg.env)
@@ -119,6 +122,8 @@ class Run:
                 self.trainer.load_state_dict(saved_model["trainer"])
                 if self.oracle is not None and saved_model.get("oracle_rng"):
                     self.oracle.rng.bit_generator.state = saved_model["oracle_rng"]
+        if not cfg.true_reward:
+            defer_to_rollouts(self.agent, self.venv)  # the learned reward once per rollout, in one batch
         from stable_baselines3.common.logger import configure
 
         self.agent.set_logger(configure(str(self.dir / "tb"), ["tensorboard"]))

@@ -111,40 +111,40 @@ class RewardEnsemble(nn.Module):
         Each member's reward is measured from its episode-over reward (see the module doc)
         and divided by its std on recent experience.
 
-        Runs every environment step, so it uses a NumPy copy of the weights (refreshed after
-        each change) with the members side by side in block-diagonal matrices, the input
-        standardization folded into the first layer and the output normalization and mean
-        into the last: three small matrix products, where torch's per-call overhead would
-        dominate.
+        Runs on every rollout, so it uses a NumPy copy of the weights (refreshed after each
+        change), the input standardization folded into the first layer, the members' first
+        layers side by side in one matrix, their middle layers stacked, and the output
+        normalization and mean folded into the last layer: a few matrix products, where
+        torch's per-call overhead would dominate.
         """
         if self._numpy_weights is None:
             self._numpy_weights = self._export()
-        h = np.concatenate([obs, acts], axis=-1, dtype=np.float32)
-        *hidden, (w, b) = self._numpy_weights
-        for w_h, b_h in hidden:
-            h = h @ w_h + b_h
+        (w_in, b_in), *hidden, (w_out, b_out) = self._numpy_weights
+        h = np.concatenate([obs, acts], axis=-1, dtype=np.float32) @ w_in + b_in  # [B, M·H]
+        h = np.maximum(h, LEAKY_SLOPE * h).reshape(len(h), len(self), -1).transpose(1, 0, 2)  # [M, B, H]
+        for w, b in hidden:  # [M, H, H], [M, 1, H]
+            h = h @ w + b
             h = np.maximum(h, LEAKY_SLOPE * h)
-        return h @ w + b
+        return h.transpose(1, 0, 2).reshape(len(h[0]), -1) @ w_out + b_out
 
     def _export(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The agent's reward as one MLP on raw inputs: ``[(w, b), ...]``, the last ``w`` of shape ``[M·hidden]``.
+        """The agent's reward as one MLP on raw inputs: ``[(w, b), ...]``.
 
-        First layer: members' weights side by side, with ``(x − in_mean) / in_std`` folded in.
-        Middle layers: block-diagonal. Last layer: ``mean_m((r_m − zero_m) / std_m)`` folded in.
+        First layer ``[in, M·H]``: members' weights side by side, with ``(x − in_mean) / in_std``
+        folded in. Middle layers ``[M, H, H]``: one matrix per member. Last layer ``[M·H]``:
+        ``mean_m((r_m − zero_m) / std_m)`` folded in.
         """
         linears = [[m for m in member.net if isinstance(m, nn.Linear)] for member in self.members]
-        layers = []
-        for depth in range(len(linears[0])):
-            weights = [lin[depth].weight.detach().double().numpy().T for lin in linears]
-            w = np.concatenate(weights, axis=1) if depth == 0 else _block_diagonal(weights)
-            b = np.concatenate([lin[depth].bias.detach().double().numpy() for lin in linears])
-            layers.append((w, b))
+        weights = [np.stack([lin[d].weight.detach().double().numpy().T for lin in linears])
+                   for d in range(len(linears[0]))]  # [M, in, out] per depth
+        biases = [np.stack([lin[d].bias.detach().double().numpy() for lin in linears]) for d in range(len(linears[0]))]
         in_mean, in_std = self.in_mean.double().numpy(), self.in_std.double().numpy()
-        w, b = layers[0]
-        layers[0] = (w / in_std[:, None], b - (in_mean / in_std) @ w)
+        w = np.concatenate(weights[0], axis=1)  # [in, M·H]
+        layers = [(w / in_std[:, None], np.concatenate(biases[0]) - (in_mean / in_std) @ w)]
+        layers += [(w, b[:, None]) for w, b in zip(weights[1:-1], biases[1:-1])]
         scale = 1.0 / (self.out_std.double().numpy() * len(self))  # [M]
-        w, b = layers[-1]
-        layers[-1] = (w @ scale, (b - end_rewards(self).double().numpy()) @ scale)
+        w_out = (weights[-1][..., 0] * scale[:, None]).reshape(-1)  # [M·H]
+        layers.append((w_out, (biases[-1][:, 0] - end_rewards(self).double().numpy()) @ scale))
         return [(w.astype(np.float32), np.asarray(b, np.float32)) for w, b in layers]
 
     def invalidate(self) -> None:
@@ -177,13 +177,3 @@ def clip_sums(rewards: torch.Tensor, lengths: torch.Tensor | None, end: torch.Te
 
 def _tensor(lengths: np.ndarray | None) -> torch.Tensor | None:
     return None if lengths is None else torch.as_tensor(np.asarray(lengths), dtype=torch.int64)
-
-
-def _block_diagonal(blocks: list[np.ndarray]) -> np.ndarray:
-    rows, cols = sum(b.shape[0] for b in blocks), sum(b.shape[1] for b in blocks)
-    out = np.zeros((rows, cols), dtype=blocks[0].dtype)
-    r = c = 0
-    for b in blocks:
-        out[r:r + b.shape[0], c:c + b.shape[1]] = b
-        r, c = r + b.shape[0], c + b.shape[1]
-    return out

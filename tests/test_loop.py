@@ -250,6 +250,34 @@ def test_clips_keep_the_mujoco_state_of_each_observation_across_resets():
             np.testing.assert_allclose(set_sim_state(replay, clip.states[t]), clip.obs[t], rtol=1e-6, atol=1e-6)
 
 
+def test_rewards_deferred_to_the_rollout_end_are_each_steps_reward():
+    """PPO gets the learned reward once per rollout, in one batch (``defer_to_rollouts``): the
+    rollout's rewards, returns and advantages are those of a reward given at every step,
+    the value bootstrapped where the time limit cut an episode included."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from prefrl.vec_env import LearnedRewardVecEnv, defer_to_rollouts
+
+    torch.manual_seed(0)
+    probe = make_env(TOY)
+    ensemble = RewardEnsemble(probe.observation_space.shape[0], probe.action_space.shape[0])
+    rollouts = []
+    for deferred in (False, True):
+        venv = DummyVecEnv([lambda: make_env(TOY, record_states=False) for _ in range(2)])
+        venv.seed(0)
+        wrapped = LearnedRewardVecEnv(venv, ensemble.predict, TrajectoryBuffer(2, 10))
+        agent = PPO("MlpPolicy", wrapped, n_steps=128, batch_size=64, n_epochs=1, seed=0, device="cpu")
+        if deferred:
+            defer_to_rollouts(agent, wrapped)
+        agent.learn(256)  # one rollout of 128 steps × 2 envs: episodes of 50 steps end by the time limit
+        rollouts.append(agent.rollout_buffer)
+    each_step, batched = rollouts
+    assert np.abs(each_step.rewards).min() > 0  # a learned reward on every step, not the placeholder 0
+    for name in ("rewards", "returns", "advantages"):
+        np.testing.assert_allclose(getattr(batched, name), getattr(each_step, name), rtol=1e-5, atol=1e-5)
+
+
 def test_scored_episodes_keep_each_steps_true_and_learned_reward():
     from prefrl.evaluation import play_episodes
     env = make_env(TOY, record_states=False)
