@@ -181,30 +181,30 @@ class RewardTrainer:
         self.l2[m] = self.l2_init
 
     def _loss(self, m: int, tensors, units: _Units, chosen) -> torch.Tensor:
-        return self._loss_and_diff(m, tensors, units, chosen)[0]
+        r_left, r_right, mu, weights = self._returns(m, tensors, units, chosen)
+        return bradley_terry_loss(r_left, r_right, mu, weights=weights)
 
-    def _loss_and_diff(self, m: int, tensors, units: _Units, chosen) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Member ``m``'s loss on the chosen units, its return differences ``[N]`` and the labels ``[N]``."""
+    def _returns(self, m: int, tensors, units: _Units, chosen):
+        """Member ``m``'s returns of the chosen units' left and right clips ``[N]``, their labels ``[N]``, pair weights."""
         idx, weights = units.pairs(chosen)
         obs_l, acts_l, len_l, obs_r, acts_r, len_r, mu = (t[idx] for t in tensors)
-        r_left = self.ensemble.member_returns(m, obs_l, acts_l, len_l)
-        r_right = self.ensemble.member_returns(m, obs_r, acts_r, len_r)
-        return bradley_terry_loss(r_left, r_right, mu, weights=weights), r_left - r_right, mu
+        return (self.ensemble.member_returns(m, obs_l, acts_l, len_l),
+                self.ensemble.member_returns(m, obs_r, acts_r, len_r), mu, weights)
 
     @torch.no_grad()
     def _evaluate(self, m: int, tensors, units: _Units, train_units, val_units) -> tuple[float, float, float]:
         train_loss = self._loss(m, tensors, units, train_units).item()
         if len(val_units) == 0:
             return train_loss, math.nan, math.nan
-        val_loss, diff, mu = self._loss_and_diff(m, tensors, units, val_units)
-        val_loss = val_loss.item()
+        r_left, r_right, mu, weights = self._returns(m, tensors, units, val_units)  # once, for loss and accuracy
+        val_loss = bradley_terry_loss(r_left, r_right, mu, weights=weights).item()
         # §2.2.3: keep validation loss 1.1–1.5× training loss by adapting the L2 weight.
         ratio = val_loss / max(train_loss, 1e-8)
         if ratio > VAL_TRAIN_RATIO[1]:
             self.l2[m] *= 1.5
         elif ratio < VAL_TRAIN_RATIO[0]:
             self.l2[m] /= 1.5
-        decided = mu != 0.5
+        decided, diff = mu != 0.5, r_left - r_right
         accuracy = ((diff[decided] > 0) == (mu[decided] > 0.5)).float().mean().item() if decided.any() else math.nan
         return train_loss, val_loss, accuracy
 
