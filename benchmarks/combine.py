@@ -94,11 +94,13 @@ def main(argv: list[str] | None = None) -> int:
                      f"| {fmt(f['training_end_ratio'], 3)} |")
     for env, f in figures.items():
         lines += ["", f"## {env}", "", "| seed | true-reward PPO return | preference return | ratio | labels "
-                  "| overhead | CPU overhead | loop CPU | training end true / pref | folder (commit) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| overhead | CPU overhead | loop CPU | training end true / pref | eval episode length true / pref "
+                  "| folder (commit) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['seed']} | {fmt(r['true'])} | {fmt(r['pref'])} | {fmt(r['ratio'], 3)} | {r['labels']} "
                   f"| {pct(r['overhead'])} | {pct(r.get('cpu_overhead', math.nan))} "
                   f"| {pct(r.get('loop_cpu_share', math.nan))} | {fmt(r['end_true'], 0)} / {fmt(r['end_pref'], 0)} "
+                  f"| {fmt(r['len_true'], 0)} / {fmt(r['len_pref'], 0)} "
                   f"| `{r['folder']}` ({r['git']}) |" for r in f["rows"]]
         lines.append("")
         spread = (f"± is the sample std over seeds. Std of the per-seed ratios: "

@@ -355,13 +355,21 @@ def by_quarter(out: Path, env: str, seed: int) -> list[tuple[float, float]] | No
     return figures
 
 
+def eval_length(summary: dict | None) -> float:
+    """Mean length of a run's final evaluation episodes: on a terminating env (Hopper), how long
+    the final policy stays up, which return alone does not tell apart from how fast it moves."""
+    lengths = (summary or {}).get("episode_lengths") or []
+    return sum(lengths) / len(lengths) if lengths else math.nan
+
+
 def seed_row(entry: dict) -> dict:
     """One finished seed's figures, as `pool` (and benchmarks/combine.py) read them."""
     return {"seed": entry["seed"], "true": entry["true"]["summary"]["true_return_mean"],
             "pref": entry["pref"]["summary"]["true_return_mean"], "labels": entry["pref"]["summary"].get("labels"),
             "ratio": entry["ratio"], "overhead": entry["overhead"],
             "cpu_overhead": entry.get("cpu_overhead", math.nan), "loop_cpu_share": entry.get("loop_cpu_share", math.nan),
-            **{f"end_{m}": entry.get("training_end", {}).get(m, math.nan) for m in MODES}}
+            **{f"end_{m}": entry.get("training_end", {}).get(m, math.nan) for m in MODES},
+            **{f"len_{m}": eval_length(entry[m]["summary"]) for m in MODES}}
 
 
 BOOTSTRAP_DRAWS = 10_000
@@ -513,8 +521,9 @@ def report(settings: dict, out: Path, rebuilt: bool = False) -> None:
     for env, e in envs.items():
         lines += ["", f"## {env}", "",
                   "| seed | true-reward PPO return | preference return | ratio pref/true | labels | "
-                  "wall true (s) | wall pref (s) | overhead | CPU overhead | loop CPU | training end true / pref |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "wall true (s) | wall pref (s) | overhead | CPU overhead | loop CPU | training end true / pref "
+                  "| eval episode length true / pref |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for s in e["seeds"]:
             p, t = s["pref"]["summary"], s["true"]["summary"]
 
@@ -531,9 +540,11 @@ def report(settings: dict, out: Path, rebuilt: bool = False) -> None:
                          f"| {fmt(t['wall_seconds'], 0) if t else '–'} | {fmt(p['wall_seconds'], 0) if p else '–'} "
                          f"| {pct(s['overhead'])}{flag} | {pct(s.get('cpu_overhead', math.nan))} "
                          f"| {pct(s.get('loop_cpu_share', math.nan))} "
-                         f"| {fmt(s['training_end']['true'], 0)} / {fmt(s['training_end']['pref'], 0)} |")
+                         f"| {fmt(s['training_end']['true'], 0)} / {fmt(s['training_end']['pref'], 0)} "
+                         f"| {fmt(eval_length(t), 0)} / {fmt(eval_length(p), 0)} |")
         done = [s for s in e["seeds"] if s["pref"]["summary"] and s["true"]["summary"]]
         walls = {m: mean_std([s[m]["summary"]["wall_seconds"] for s in done])[0] for m in MODES}
+        lengths = {m: mean_std([eval_length(s[m]["summary"]) for s in done])[0] for m in MODES}
         labels = sorted({x for x in e["labels"] if x is not None})
         lines.append(f"| **mean ({len(done)} seed{'s' if len(done) != 1 else ''})** | **{fmt(e['true_return_mean'])} ± {fmt(e['true_return_std'])}** "
                      f"| **{fmt(e['pref_return_mean'])} ± {fmt(e['pref_return_std'])}** "
@@ -541,7 +552,8 @@ def report(settings: dict, out: Path, rebuilt: bool = False) -> None:
                      f"| {', '.join(map(str, labels)) or '–'} | {fmt(walls['true'], 0)} | {fmt(walls['pref'], 0)} "
                      f"| **{pct(e['overhead_mean'])}** (mean of seeds) | **{pct(e['cpu_overhead_mean'])}** "
                      f"| **{pct(e['loop_cpu_share_mean'])}** "
-                     f"| **{fmt(e['training_end_true'], 0)} / {fmt(e['training_end_pref'], 0)}** |")
+                     f"| **{fmt(e['training_end_true'], 0)} / {fmt(e['training_end_pref'], 0)}** "
+                     f"| **{fmt(lengths['true'], 0)} / {fmt(lengths['pref'], 0)}** |")
         note = interval_note(e["return_ratio_interval"])
         lines += ["", note] if note else []
         parts = [s["pref"]["summary"].get("loop_cpu_seconds") for s in done]
