@@ -98,14 +98,13 @@ def test_sft_arithmetic_improves_gold_score(tasks, tokenizer):
         return sum(task.score(p, r) for p, r in zip(task.eval_prompts, out)) / len(out)
 
     before = gold()
-    stats = sft(model, tokenizer, task.demonstrations, steps=800, batch_size=16, lr=3e-3, seed=0)
+    stats = sft(model, tokenizer, task.demonstrations, steps=1600, batch_size=16, lr=3e-3, seed=0)
     after = gold()
-    # Measured on an Intel Xeon (seeds 0-3): loss ~6.2 -> ~0.6, held-out gold 0.00 -> 0.20-0.30,
-    # ~7 s; benchmarks/results/lm/ measured SFT at 0.28 on an AMD EPYC. A margin of 0.25 sat
-    # inside that spread and failed on one machine; an untrained model scores 0.00.
-    assert stats["steps"] == 800
+    # Measured on an Intel Xeon: 800 steps reached gold 0.20-0.30 (seeds 0-3), around the margin;
+    # 1600 steps: loss ~6.2 -> ~0.4, held-out gold 0.00 -> 0.49-0.51 (seeds 0-1), ~12 s.
+    assert stats["steps"] == 1600
     assert stats["loss_last"] < 0.3 * stats["loss_first"]
-    assert after > before + 0.15
+    assert after > before + 0.25
 
 
 def test_sft_is_deterministic_and_generate_is_consistent(tasks, tokenizer):
