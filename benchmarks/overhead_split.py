@@ -90,7 +90,8 @@ def run_arm(arm: str, env: str, timesteps: int, labels: int, seed: int, run_dir:
                       true_reward=arm in ("plain", "buffer"), run_dir=run_dir, eval_episodes=1)
     summary = loop.train(cfg, progress=False)
     parts = summary.get("loop_cpu_seconds") or {"reward_steps": sum(w.cpu_seconds for w in wrappers)}
-    return {"arm": arm, "return": summary["true_return_mean"], "return_text": f"{summary['true_return_mean']:,.1f}", "cpu": summary["cpu_seconds"], **cpu,
+    result = summary["true_return_mean"]
+    return {"arm": arm, "return": result, "return_text": f"{result:,.1f}", "cpu": summary["cpu_seconds"], **cpu,
             **{f"loop_{k}": v for k, v in parts.items()}, "loop_parts": sum(parts.values())}
 
 
