@@ -29,11 +29,9 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine_info import machine  # noqa: E402
-from vs_true_reward import (BOOTSTRAP_DRAWS, eval_length, finite, fmt, jsonable, mean_std, now,  # noqa: E402
+from vs_true_reward import (BOOTSTRAP_DRAWS, bootstrap_interval, eval_length, finite, fmt, jsonable, mean_std, now,  # noqa: E402
                             pct, read_json, read_progress, safe, training_end_return)
 
 
@@ -62,16 +60,6 @@ def rows_for(baseline: Path, runs: Path, env: str) -> list[dict]:
     return rows
 
 
-def change_interval(rows: list[dict], draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> tuple[float, float]:
-    """5th and 95th percentiles of the mean per-seed ratio change over seeds drawn with replacement."""
-    change = np.array([(r["variant"] - r["base"]) / r["true"] for r in rows])
-    if len(change) < 2:
-        return math.nan, math.nan
-    picks = np.random.default_rng(seed).integers(0, len(change), size=(draws, len(change)))
-    low, high = np.percentile(change[picks].mean(1), [5, 95])
-    return float(low), float(high)
-
-
 def summarize(rows: list[dict]) -> dict:
     true = mean_std([r["true"] for r in rows])[0]
     out = {"seeds": [r["seed"] for r in rows], "true_return_mean": true}
@@ -84,8 +72,9 @@ def summarize(rows: list[dict]) -> dict:
             [r["end_true"] for r in rows])[0]
         out[f"{side}_reward_fits_cpu"] = mean_std([r[f"fits_{side}"] for r in rows])[0]
         out[f"{side}_loop_cpu_share"] = mean_std([r[f"loop_{side}"] for r in rows])[0]
-    out["ratio_change_mean"] = mean_std([(r["variant"] - r["base"]) / r["true"] for r in rows])[0]
-    out["ratio_change_interval"] = change_interval(rows)
+    change = [(r["variant"] - r["base"]) / r["true"] for r in rows]  # per seed
+    out["ratio_change_mean"] = mean_std(change)[0]
+    out["ratio_change_interval"] = bootstrap_interval([change], lambda drawn: drawn.mean(1))
     out["eval_length_true"] = mean_std([r["len_true"] for r in rows])[0]
     return out
 

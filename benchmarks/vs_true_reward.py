@@ -375,19 +375,27 @@ def seed_row(entry: dict) -> dict:
 BOOTSTRAP_DRAWS = 10_000
 
 
-def ratio_interval(rows: list[dict], draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> tuple[float, float]:
-    """5th and 95th percentiles of the pooled ratio (ratio of mean returns) over seeds drawn
-    with replacement: how far the ratio could move with another set of seeds as spread as these."""
+def bootstrap_interval(columns, statistic, draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> tuple[float, float]:
+    """5th and 95th percentiles of ``statistic`` over seeds drawn with replacement: ``columns``
+    are per-seed arrays ``[n]``, and ``statistic`` maps the drawn ``[draws, n]`` arrays to ``[draws]``.
+    NaN with fewer than two seeds."""
     import numpy as np
 
-    both = [(r["true"], r["pref"]) for r in rows if finite(r["true"]) and finite(r["pref"])]
-    if len(both) < 2:
+    columns = [np.asarray(c, dtype=float) for c in columns]
+    n = len(columns[0])
+    if n < 2:
         return math.nan, math.nan
-    true, pref = np.array(both).T
-    picks = np.random.default_rng(seed).integers(0, len(both), size=(draws, len(both)))
-    ratios = pref[picks].mean(1) / true[picks].mean(1)
-    low, high = np.percentile(ratios, [5, 95])
+    picks = np.random.default_rng(seed).integers(0, n, size=(draws, n))
+    low, high = np.percentile(statistic(*(c[picks] for c in columns)), [5, 95])
     return float(low), float(high)
+
+
+def ratio_interval(rows: list[dict]) -> tuple[float, float]:
+    """How far the pooled ratio (ratio of mean returns) could move with another set of seeds
+    as spread as these (:func:`bootstrap_interval`)."""
+    both = [(r["true"], r["pref"]) for r in rows if finite(r["true"]) and finite(r["pref"])]
+    true, pref = zip(*both) if both else ((), ())
+    return bootstrap_interval([true, pref], lambda t, p: p.mean(1) / t.mean(1))
 
 
 def interval_note(interval: tuple[float, float]) -> str:
