@@ -80,6 +80,7 @@ class TrainConfig(FeedbackConfig):
     initial_labels: int = _f(0, "labels asked from the initial policy, overriding the share if > 0 (A.2 Atari: 500)")
     reward_model: str = _f("auto", "reward model: mlp, cnn (pixels), or auto (cnn for image observations)")
     label_horizon: float = _f(2e6, "label rate ∝ h/(T+h) after the initial share (A.1: 2e6 MuJoCo)")
+    label_end: float = _f(1.0, "share of --timesteps by which the whole label budget is asked; the reward stays fixed after it")
     refit_every: int = _f(32_768, "agent steps between label requests and reward refits")
     reward_hidden: int = _f(64, "hidden units per layer of each member (A.1: 64)")
     buffer_steps: int = _f(100_000, "recent agent steps kept to cut candidate clips from")
@@ -106,6 +107,9 @@ class TrainConfig(FeedbackConfig):
         super().validate()
         if not self.true_reward and self.labels <= 0:
             raise UserError(f"--labels must be a positive number (got {self.labels}); use --true-reward to train without labels")
+        if not 0 < self.label_end <= 1:
+            raise UserError(f"--label-end must be above 0 and at most 1 (got {self.label_end}): the share of --timesteps "
+                            "by which all labels are asked")
         if self.reward_model not in ("auto", "mlp", "cnn"):
             raise UserError(f"unknown --reward-model '{self.reward_model}': use auto, mlp or cnn")
         return self

@@ -153,8 +153,8 @@ class Run:
 
     def labels_due(self, t: int) -> int:
         cfg = self.cfg
-        return labels_due(t, cfg.labels, cfg.timesteps, cfg.initial_label_fraction, cfg.label_horizon,
-                          initial=cfg.initial_labels or None)
+        return labels_due(t, cfg.labels, max(1, round(cfg.timesteps * cfg.label_end)), cfg.initial_label_fraction,
+                          cfg.label_horizon, initial=cfg.initial_labels or None)
 
     @contextmanager
     def tally(self, part: str):
