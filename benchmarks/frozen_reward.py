@@ -90,10 +90,12 @@ def main() -> None:
             writer.writerow([agent.num_timesteps, round(time.time() - started, 2),
                              float(np.mean(returns)) if returns else float("nan")])
             f.flush()
+    agent.save(args.out / f"{name}.zip")  # loads with PPO.load, to look at what it learned
     final = evaluate(agent, cfg.env, cfg.eval_episodes, seed=cfg.seed)
     pair = args.pref_run.with_name(args.pref_run.name.removesuffix("pref") + "true") / "summary.json"
     row = {"env": cfg.env, "seed": cfg.seed, "answers": args.answers or "final", "timesteps": int(agent.num_timesteps),
            "frozen": final["true_return_mean"], "frozen_std": final["true_return_std"],
+           "frozen_length": float(np.mean(final["episode_lengths"])),
            "pref": json.loads((args.pref_run / "summary.json").read_text())["true_return_mean"],
            "true": json.loads(pair.read_text())["true_return_mean"] if pair.exists() else None,
            "frozen_last100": float(np.mean([info["r"] for info in agent.ep_info_buffer])),

@@ -52,6 +52,13 @@ def test_non_positive_budgets(capsys, tmp_path, flag, value):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("value", ["0", "1.5"])
+def test_label_end_outside_the_run(capsys, tmp_path, value):
+    args = ["train", "--env", TOY, "--run-dir", str(tmp_path / "r"), *TINY, "--label-end", value]
+    assert_one_line(*run_cli(capsys, *args), "--label-end", "at most 1")
+    assert not (tmp_path / "r").exists()
+
+
 def test_unsupported_spaces(capsys, tmp_path):
     # Blackjack's observations are a Tuple space: no flat vector for the reward model.
     code, err = run_cli(capsys, "train", "--env", "Blackjack-v1", "--run-dir", str(tmp_path / "r"), *TINY)

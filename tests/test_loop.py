@@ -103,6 +103,20 @@ def test_episodes_shorter_than_a_clip_do_not_stop_the_loop(tmp_path):
     assert saved["ends_learned"] and saved["members.0.end_reward"] != 0
 
 
+def test_label_end_asks_the_whole_budget_early_then_holds_the_reward(tmp_path):
+    cfg = TrainConfig(env=TOY, run_dir=str(tmp_path / "run"), labels=40, timesteps=8192, label_end=0.5,
+                      n_steps=256, refit_every=1024, eval_episodes=1)
+    summary = train(cfg, progress=False)
+    with open(tmp_path / "run/progress.csv", newline="") as f:
+        rows = [(int(r["timesteps"]), int(r["answers"])) for r in csv.DictReader(f)]
+    assert summary["labels"] == 40
+    assert [a for t, a in rows if t >= 4096] == [40] * sum(t >= 4096 for t, _ in rows)  # all asked by half the run
+    assert rows[0][1] < rows[2][1] < 40  # ... spread over that half, not all at once
+    new_answers = sum(a != before for (_, a), before in zip(rows, [10] + [a for _, a in rows]))  # 10 asked first
+    state = json.loads((tmp_path / "run/checkpoint/state.json").read_text())
+    assert state["fits"] == 1 + new_answers  # the first fit, then one per row with new answers: none after
+
+
 def test_same_seed_same_labels(tmp_path):
     answers = []
     for name in ("a", "b"):
