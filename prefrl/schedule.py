@@ -12,6 +12,10 @@ labels by a fifth of the run instead of 24%) and made that reward good ~130k ste
 but over five Hopper seeds and two HalfCheetah seeds neither the final returns nor the
 learning curves improved consistently, so the default stays A.1's
 (``benchmarks/results/label-horizon/``).
+
+``prefrl train --label-end F`` spends the whole budget by a share F of the run instead (the
+loop passes ``timesteps · F``); the reward then holds still. On two Hopper seeds 0.75 gave
+lower returns than the default 1 (``benchmarks/results/label-end-0.75/``).
 """
 from __future__ import annotations
 
