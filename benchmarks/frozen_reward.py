@@ -35,7 +35,7 @@ from prefrl.config import build
 from prefrl.environment import make_env
 from prefrl.evaluation import evaluate
 from prefrl.feedback import stack
-from prefrl.loop import FIRST_FIT_EPOCHS, make_agent
+from prefrl.loop import FIRST_FIT_EPOCHS, make_agent, make_vec_env
 from prefrl.trainer import RewardTrainer
 from prefrl.vec_env import LearnedRewardVecEnv
 
@@ -70,9 +70,6 @@ def main() -> None:
     parser.add_argument("--no-actions", action="store_true", help="with --answers: a reward of the observation alone")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    from stable_baselines3.common.monitor import Monitor
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
     cfg = build(rundir.read_run(args.pref_run)["config"])
     timesteps = args.timesteps or cfg.timesteps
     probe = make_env(cfg.env, record_states=False)
@@ -81,8 +78,7 @@ def main() -> None:
     reward = (fitted_on_first(args.pref_run, args.answers, actions=not args.no_actions) if args.answers
               else learned_reward(args.pref_run, probe))
     probe.close()
-    venv = DummyVecEnv([lambda: Monitor(make_env(cfg.env, record_states=False)) for _ in range(cfg.n_envs)])
-    venv.seed(cfg.seed)
+    venv = make_vec_env(cfg)
     buffer = TrajectoryBuffer(cfg.n_envs, 1, 1_000)  # the wrapper records; nothing here reads it
     agent = make_agent(cfg, LearnedRewardVecEnv(venv, reward, buffer), image=False)
     args.out.mkdir(parents=True, exist_ok=True)

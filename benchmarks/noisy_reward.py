@@ -20,13 +20,11 @@ import time
 
 import numpy as np
 import torch
-from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from prefrl.config import TrainConfig
-from prefrl.environment import make_env
 from prefrl.evaluation import evaluate
-from prefrl.loop import make_agent
+from prefrl.loop import make_agent, make_vec_env
 
 
 class NoisyReward(VecEnvWrapper):
@@ -53,9 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = TrainConfig(env=args.env, seed=args.seed, timesteps=args.timesteps)
-    venv = DummyVecEnv([lambda: Monitor(make_env(cfg.env, record_states=False)) for _ in range(cfg.n_envs)])
-    venv.seed(cfg.seed)
-    agent = make_agent(cfg, NoisyReward(venv, args.sigma, cfg.seed), image=False)
+    agent = make_agent(cfg, NoisyReward(make_vec_env(cfg), args.sigma, cfg.seed), image=False)
     started = time.time()
     agent.learn(cfg.timesteps)
     final = evaluate(agent, cfg.env, cfg.eval_episodes, seed=cfg.seed)

@@ -22,6 +22,7 @@ from stable_baselines3 import PPO
 
 from cross_score import learned_reward
 from prefrl.environment import make_env
+from prefrl.evaluation import play_episodes
 
 BANDS = ((0, 0), (1, 4), (5, 14), (15, 29))
 
@@ -29,21 +30,9 @@ BANDS = ((0, 0), (1, 4), (5, 14), (15, 29))
 def episode_steps(policy, env, reward, episodes: int) -> np.ndarray:
     """``[steps, 3]``: steps until termination (a large number if the episode did not terminate), true, learned."""
     rows = []
-    for e in range(episodes):
-        obs, _ = env.reset(seed=2000 + e)
-        seen, acts, true = [], [], []
-        while True:
-            action, _ = policy.predict(obs, deterministic=False)
-            action = np.clip(action, env.action_space.low, env.action_space.high)
-            seen.append(obs)
-            acts.append(action)
-            obs, r, terminated, truncated, _ = env.step(action)
-            true.append(r)
-            if terminated or truncated:
-                break
-        learned = reward(np.asarray(seen, np.float32), np.asarray(acts, np.float32))
-        n = len(true)
-        rows += [(n - 1 - i if terminated else 10**6, true[i], learned[i]) for i in range(n)]
+    for e in play_episodes(policy, env, episodes, seed=2000, score=reward, deterministic=False):
+        n = len(e["steps"])
+        rows += [(n - 1 - i if e["terminated"] else 10**6, true, learned) for i, (true, learned) in enumerate(e["steps"])]
     return np.asarray(rows)
 
 

@@ -26,11 +26,13 @@ def evaluate(policy, env_id: str, episodes: int, seed: int = 0) -> dict:
 
 
 def play_episodes(policy, env: gym.Env, episodes: int, seed: int,
-                  score: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> list[dict]:
-    """Deterministic episodes ``i`` from ``env.reset(seed=seed + i)``: ``{"true_return", "length"}`` each,
-    plus, when ``score(obs [1, obs_dim], act [1, act_dim]) -> [1]`` is given (e.g. a reward ensemble's
-    ``predict``: what a preference agent was trained on), ``"learned_return"`` and ``"steps"``, the
-    ``(true, learned)`` reward of every step."""
+                  score: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+                  deterministic: bool = True) -> list[dict]:
+    """Episodes ``i`` from ``env.reset(seed=seed + i)`` (the policy's mean action unless not
+    ``deterministic``): ``{"true_return", "length", "terminated"}`` each (``terminated``: ended by
+    the env, not a time limit), plus, when ``score(obs [1, obs_dim], act [1, act_dim]) -> [1]`` is
+    given (e.g. a reward ensemble's ``predict``: what a preference agent was trained on),
+    ``"learned_return"`` and ``"steps"``, the ``(true, learned)`` reward of every step."""
     from prefrl.vec_env import encode_actions
 
     played = []
@@ -38,7 +40,7 @@ def play_episodes(policy, env: gym.Env, episodes: int, seed: int,
         obs, _ = env.reset(seed=seed + i)
         episode, done = {"true_return": 0.0, "length": 0, **({"learned_return": 0.0, "steps": []} if score else {})}, False
         while not done:
-            action, _ = policy.predict(obs, deterministic=True)
+            action, _ = policy.predict(obs, deterministic=deterministic)
             if score is not None:
                 flat = np.asarray(obs, dtype=np.float32).reshape(1, -1)
                 learned = float(score(flat, encode_actions(env.action_space, action[None]))[0])
@@ -49,5 +51,6 @@ def play_episodes(policy, env: gym.Env, episodes: int, seed: int,
             episode["true_return"] += float(reward)
             episode["length"] += 1
             done = terminated or truncated
+        episode["terminated"] = bool(terminated)
         played.append(episode)
     return played

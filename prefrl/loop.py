@@ -139,14 +139,7 @@ class Run:
         rundir.heartbeat(self.store, status, self.cfg.labels)
 
     def _make_venv(self):
-        from stable_baselines3.common.monitor import Monitor
-        from stable_baselines3.common.vec_env import DummyVecEnv
-
-        # DummyVecEnv: on 2 cores it beat SubprocVecEnv (shared/DESIGN.md measurements).
-        # MuJoCo states: LearnedRewardVecEnv reads them from the envs; frames where a person needs them
-        venv = DummyVecEnv([lambda: Monitor(make_env(self.cfg.env, record_states=False, record_frames=self.human))
-                            for _ in range(self.cfg.n_envs)])
-        venv.seed(self.cfg.seed)
+        venv = make_vec_env(self.cfg, record_frames=self.human)  # frames where a person needs them
         if self.cfg.true_reward:
             return venv
         return LearnedRewardVecEnv(venv, self.ensemble.predict, self.buffer)
@@ -259,6 +252,21 @@ class Run:
         rundir.finish(self.dir, self.store, self.window, summary, self.cfg.labels)
         self.venv.close()
         return summary
+
+
+def make_vec_env(cfg: TrainConfig, record_frames: bool = False):
+    """The agent's environments: ``cfg.n_envs`` Monitor-wrapped copies of ``cfg.env``, seeded with ``cfg.seed``.
+
+    DummyVecEnv: on 2 cores it beat SubprocVecEnv (shared/DESIGN.md measurements). MuJoCo
+    states are not recorded here: :class:`LearnedRewardVecEnv` reads them from the envs.
+    """
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    venv = DummyVecEnv([lambda: Monitor(make_env(cfg.env, record_states=False, record_frames=record_frames))
+                        for _ in range(cfg.n_envs)])
+    venv.seed(cfg.seed)
+    return venv
 
 
 def make_agent(cfg: TrainConfig, venv, image: bool):

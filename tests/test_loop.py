@@ -301,5 +301,11 @@ def test_scored_episodes_keep_each_steps_true_and_learned_reward():
     for e in episodes:
         true, learned = np.array(e["steps"]).T
         assert len(e["steps"]) == e["length"] > 1
+        assert not e["terminated"] and e["length"] == 50  # PointGoal only ends by its time limit
         assert true.sum() == pytest.approx(e["true_return"]) and learned.sum() == pytest.approx(e["learned_return"])
         assert np.std(learned) > 0 and np.std(true) > 0
+    falls = make_env("prefrl/PointGoalFall-v0", record_states=False)
+    falls.action_space.seed(0)
+    played = play_episodes(RandomPolicy(falls.action_space), falls, 5, seed=0, deterministic=False)
+    assert any(e["terminated"] for e in played)
+    assert all(e["length"] < 50 for e in played if e["terminated"])
