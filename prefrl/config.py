@@ -94,6 +94,7 @@ class TrainConfig(FeedbackConfig):
     clip_range: float = _f(0.2, "PPO clip range")
     ent_coef: float = _f(0.0, "PPO entropy bonus")
     net_arch: int = _f(64, "PPO policy/value hidden units (two layers)")
+    log_std_init: float = _f(0.0, "PPO's initial log standard deviation of its Gaussian actions (0: std 1)")
     eval_episodes: int = _f(10, "deterministic episodes on the true reward at the end")
 
     POSITIVE = FeedbackConfig.POSITIVE + ("timesteps", "n_envs", "n_steps", "batch_size", "n_epochs",

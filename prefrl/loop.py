@@ -276,7 +276,8 @@ def make_agent(cfg: TrainConfig, venv, image: bool):
     return PPO("CnnPolicy" if image else "MlpPolicy", venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
                n_epochs=cfg.n_epochs, learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
                clip_range=cfg.clip_range, ent_coef=cfg.ent_coef, seed=cfg.seed, device="cpu",
-               policy_kwargs={} if image else {"net_arch": [cfg.net_arch, cfg.net_arch]}, verbose=0)
+               policy_kwargs={"log_std_init": cfg.log_std_init, **({} if image else {"net_arch": [cfg.net_arch, cfg.net_arch]})},
+               verbose=0)
 
 
 def make_ensemble(cfg: TrainConfig, env):
