@@ -111,6 +111,8 @@ class TrainConfig(FeedbackConfig):
         if not 0 < self.label_end <= 1:
             raise UserError(f"--label-end must be above 0 and at most 1 (got {self.label_end}): the share of --timesteps "
                             "by which all labels are asked")
+        if not math.isfinite(self.log_std_init):
+            raise UserError(f"--log-std-init must be a finite number (got {self.log_std_init}), e.g. -1 for std 0.37")
         if self.reward_model not in ("auto", "mlp", "cnn"):
             raise UserError(f"unknown --reward-model '{self.reward_model}': use auto, mlp or cnn")
         return self

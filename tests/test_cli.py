@@ -59,6 +59,13 @@ def test_label_end_outside_the_run(capsys, tmp_path, value):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_log_std_init_not_a_number(capsys, tmp_path, value):
+    args = ["train", "--env", TOY, "--run-dir", str(tmp_path / "r"), *TINY, "--log-std-init", value]
+    assert_one_line(*run_cli(capsys, *args), "--log-std-init", "finite")
+    assert not (tmp_path / "r").exists()
+
+
 def test_unsupported_spaces(capsys, tmp_path):
     # Blackjack's observations are a Tuple space: no flat vector for the reward model.
     code, err = run_cli(capsys, "train", "--env", "Blackjack-v1", "--run-dir", str(tmp_path / "r"), *TINY)

@@ -16,7 +16,7 @@ from prefrl.buffer import TrajectoryBuffer
 from prefrl.config import TrainConfig
 from prefrl.environment import make_env
 from prefrl.evaluation import evaluate
-from prefrl.loop import train
+from prefrl.loop import make_agent, make_vec_env, train
 from prefrl.reward import RewardEnsemble
 from prefrl.store import PreferenceStore
 
@@ -83,6 +83,15 @@ def test_true_reward_baseline_writes_the_same_outputs(tmp_path):
         assert key in summary
     assert summary["labels"] == 0 and summary["mode"] == "true-reward"
     assert json.loads((tmp_path / "true/summary.json").read_text()) == summary
+
+
+def test_agent_starts_with_the_configured_action_std():
+    cfg = TrainConfig(env=TOY, log_std_init=-1.5, net_arch=16)
+    venv = make_vec_env(cfg)
+    policy = make_agent(cfg, venv, image=False).policy
+    venv.close()
+    assert torch.allclose(policy.log_std, torch.full_like(policy.log_std, -1.5))
+    assert [layer.out_features for layer in policy.mlp_extractor.policy_net if hasattr(layer, "out_features")] == [16, 16]
 
 
 def test_episodes_shorter_than_a_clip_do_not_stop_the_loop(tmp_path):
