@@ -89,6 +89,7 @@ class TrainConfig(FeedbackConfig):
     batch_size: int = _f(64, "PPO minibatch size")
     n_epochs: int = _f(10, "PPO epochs per rollout")
     learning_rate: float = _f(3e-4, "PPO learning rate")
+    lr_schedule: str = _f("constant", "PPO learning rate over the run: constant, or linear (falls toward 0 by --timesteps)")
     gamma: float = _f(0.99, "PPO discount")
     gae_lambda: float = _f(0.95, "PPO GAE lambda")
     clip_range: float = _f(0.2, "PPO clip range")
@@ -113,6 +114,8 @@ class TrainConfig(FeedbackConfig):
                             "by which all labels are asked")
         if not math.isfinite(self.log_std_init):
             raise UserError(f"--log-std-init must be a finite number (got {self.log_std_init}), e.g. -1 for std 0.37")
+        if self.lr_schedule not in ("constant", "linear"):
+            raise UserError(f"unknown --lr-schedule '{self.lr_schedule}': use constant or linear")
         if self.reward_model not in ("auto", "mlp", "cnn"):
             raise UserError(f"unknown --reward-model '{self.reward_model}': use auto, mlp or cnn")
         return self

@@ -55,6 +55,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     elif not cfg.true_reward and run.store.num_answers():
         run.fit_reward()  # answers recorded after the checkpoint we resumed from
     while run.timesteps < cfg.timesteps:
+        run.set_learning_rate()
         run.agent.learn(min(cfg.refit_every, cfg.timesteps - run.timesteps), reset_num_timesteps=False)
         run.timesteps = int(run.agent.num_timesteps)
         if not cfg.true_reward:
@@ -162,6 +163,13 @@ class Run:
     def loop_cpu_seconds(self) -> dict:
         """CPU seconds by part of the preference loop, all sessions (what true-reward PPO does not spend)."""
         return {**self.loop_cpu, "reward_steps": self.loop_cpu["reward_steps"] + self.reward_step_cpu()}
+
+    def set_learning_rate(self) -> None:
+        """PPO's learning rate for the next ``refit_every`` steps: constant, or the share of the run left times it."""
+        if self.cfg.lr_schedule == "linear":
+            from stable_baselines3.common.utils import ConstantSchedule
+
+            self.agent.lr_schedule = ConstantSchedule(self.cfg.learning_rate * (1 - self.timesteps / self.cfg.timesteps))
 
     def collect_initial_experience(self) -> None:
         """Step the initial (untrained, stochastic) policy to have clips for the first labels."""

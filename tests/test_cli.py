@@ -66,6 +66,12 @@ def test_log_std_init_not_a_number(capsys, tmp_path, value):
     assert not (tmp_path / "r").exists()
 
 
+def test_unknown_lr_schedule(capsys, tmp_path):
+    args = ["train", "--env", TOY, "--run-dir", str(tmp_path / "r"), *TINY, "--lr-schedule", "cosine"]
+    assert_one_line(*run_cli(capsys, *args), "--lr-schedule", "constant or linear")
+    assert not (tmp_path / "r").exists()
+
+
 def test_unsupported_spaces(capsys, tmp_path):
     # Blackjack's observations are a Tuple space: no flat vector for the reward model.
     code, err = run_cli(capsys, "train", "--env", "Blackjack-v1", "--run-dir", str(tmp_path / "r"), *TINY)

@@ -94,6 +94,14 @@ def test_agent_starts_with_the_configured_action_std():
     assert [layer.out_features for layer in policy.mlp_extractor.policy_net if hasattr(layer, "out_features")] == [16, 16]
 
 
+def test_linear_learning_rate_falls_by_the_share_of_the_run_left(tmp_path):
+    cfg = TrainConfig(env=TOY, run_dir=str(tmp_path / "lr"), true_reward=True, timesteps=4096, n_steps=128,
+                      refit_every=1024, eval_episodes=1, learning_rate=1e-3, lr_schedule="linear")
+    seen = []
+    train(cfg, progress=False, on_checkpoint=lambda run: seen.append(run.agent.policy.optimizer.param_groups[0]["lr"]))
+    assert seen == pytest.approx([1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
+
+
 def test_episodes_shorter_than_a_clip_do_not_stop_the_loop(tmp_path):
     """PointGoalFall ends most random episodes in under 10 steps; clips are 25 steps."""
     cfg = TrainConfig(env="prefrl/PointGoalFall-v0", run_dir=str(tmp_path / "fall"), labels=40,
