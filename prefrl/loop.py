@@ -281,11 +281,13 @@ def make_agent(cfg: TrainConfig, venv, image: bool):
     """A fresh SB3 PPO with the run's settings: the same for preferences and the true reward."""
     from stable_baselines3 import PPO
 
+    policy_kwargs = {"log_std_init": cfg.log_std_init}  # used by Gaussian (continuous) actions only
+    if not image:
+        policy_kwargs["net_arch"] = [cfg.net_arch, cfg.net_arch]
     return PPO("CnnPolicy" if image else "MlpPolicy", venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
                n_epochs=cfg.n_epochs, learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
                clip_range=cfg.clip_range, ent_coef=cfg.ent_coef, seed=cfg.seed, device="cpu",
-               policy_kwargs={"log_std_init": cfg.log_std_init, **({} if image else {"net_arch": [cfg.net_arch, cfg.net_arch]})},
-               verbose=0)
+               policy_kwargs=policy_kwargs, verbose=0)
 
 
 def make_ensemble(cfg: TrainConfig, env):
