@@ -66,6 +66,24 @@ def test_log_std_init_not_a_number(capsys, tmp_path, value):
     assert not (tmp_path / "r").exists()
 
 
+def test_resumed_run_from_before_the_lr_schedule_setting_keeps_a_constant_rate(tmp_path):
+    """run.json of a run made before --lr-schedule existed has no such key: that run trained at a constant rate."""
+    import dataclasses
+
+    from prefrl import rundir
+    from prefrl.cli import _config_from_args, build_parser
+    from prefrl.config import TrainConfig
+
+    old = dataclasses.asdict(TrainConfig(env=TOY, run_dir=str(tmp_path / "old")))
+    del old["lr_schedule"]
+    (tmp_path / "old").mkdir()
+    rundir.write_run(tmp_path / "old", old)
+    args = build_parser().parse_args(["train", "--run-dir", str(tmp_path / "old"), "--resume"])
+    assert _config_from_args(args, TrainConfig).lr_schedule == "constant"
+    args = build_parser().parse_args(["train", "--env", TOY, "--run-dir", str(tmp_path / "new")])
+    assert _config_from_args(args, TrainConfig).lr_schedule == "linear"
+
+
 def test_unknown_lr_schedule(capsys, tmp_path):
     args = ["train", "--env", TOY, "--run-dir", str(tmp_path / "r"), *TINY, "--lr-schedule", "cosine"]
     assert_one_line(*run_cli(capsys, *args), "--lr-schedule", "constant or linear")
