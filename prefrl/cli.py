@@ -80,8 +80,7 @@ def _config_from_args(args, cls: type, presets: dict | None = None):
     given = {f.name: getattr(args, f.name) for f in config_mod.fields(cls) if getattr(args, f.name) is not None}
     values: dict = dict(presets or {})
     if args.resume and given.get("run_dir"):
-        # A run from before --lr-schedule existed trained at a constant rate; it goes on at one.
-        values.update({"lr_schedule": "constant", **rundir.read_run(Path(given["run_dir"]))["config"]})
+        values.update({**getattr(cls, "BEFORE_SETTING", {}), **rundir.read_run(Path(given["run_dir"]))["config"]})
     if args.config:
         values.update(config_mod.load_yaml(args.config, cls))
     values.update(given)

@@ -105,6 +105,9 @@ class TrainConfig(FeedbackConfig):
                                           "reward_hidden", "refit_every", "buffer_steps", "net_arch")
     NON_NEGATIVE = FeedbackConfig.NON_NEGATIVE + ("eval_episodes", "clip_steps", "initial_labels")
     POSITIVE_REAL = FeedbackConfig.POSITIVE_REAL + ("learning_rate", "label_horizon")
+    # A setting whose default changed: the value a run made before the setting existed (its run.json
+    # lacks the key) trained with, so that `--resume` goes on as it began.
+    BEFORE_SETTING = {"lr_schedule": "constant"}
 
     def validate(self) -> TrainConfig:
         if not self.env:

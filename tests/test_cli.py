@@ -1,4 +1,5 @@
 """Bad input through the CLI: one line naming the problem and the fix, exit 2, files untouched."""
+import dataclasses
 import hashlib
 import subprocess
 import sys
@@ -6,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from prefrl.cli import main
+from prefrl import rundir
+from prefrl.cli import _config_from_args, build_parser, main
+from prefrl.config import TrainConfig
 
 TOY = "prefrl/PointGoal-v0"
 TINY = ["--timesteps", "512", "--labels", "8", "--n-steps", "128", "--refit-every", "512",
@@ -68,12 +71,6 @@ def test_log_std_init_not_a_number(capsys, tmp_path, value):
 
 def test_resumed_run_from_before_the_lr_schedule_setting_keeps_a_constant_rate(tmp_path):
     """run.json of a run made before --lr-schedule existed has no such key: that run trained at a constant rate."""
-    import dataclasses
-
-    from prefrl import rundir
-    from prefrl.cli import _config_from_args, build_parser
-    from prefrl.config import TrainConfig
-
     old = dataclasses.asdict(TrainConfig(env=TOY, run_dir=str(tmp_path / "old")))
     del old["lr_schedule"]
     (tmp_path / "old").mkdir()
@@ -179,8 +176,6 @@ def test_help_lists_every_setting(capsys):
 
 
 def test_a_second_trainer_on_a_busy_run_is_refused(capsys, toy_run):
-    from prefrl import rundir
-
     held = rundir.lock(toy_run)  # as a running `prefrl train` holds it
     try:
         before = snapshot(toy_run)
@@ -193,8 +188,6 @@ def test_a_second_trainer_on_a_busy_run_is_refused(capsys, toy_run):
 
 @pytest.mark.parametrize("command", [["train"], ["lm", "train"]])
 def test_switch_flags_reach_the_config(command):
-    from prefrl.cli import _config_from_args, build_parser
-    from prefrl.config import TrainConfig
     from prefrl.lm.config import LMConfig
 
     cls, env = (LMConfig, []) if command == ["lm", "train"] else (TrainConfig, ["--env", TOY])
